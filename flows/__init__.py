@@ -1,0 +1,1 @@
+"""lengthwise flows."""

@@ -1,0 +1,33 @@
+"""The ``lengthwise`` command line. Each subcommand calls library functions; heavy imports are lazy."""
+
+from __future__ import annotations
+
+import typer
+
+from pipeline.cli import common
+from pipeline.cli.basic import register as _register_basic
+
+app = typer.Typer(
+    name="lengthwise",
+    help="Turn a pile of long documents into a long-context fine-tuned model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        typer.echo(f"lengthwise {common.version()}")
+        raise typer.Exit()
+
+
+_register_basic(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    common.run_app(app)

@@ -1,0 +1,1 @@
+"""Reading source documents and writing/reading contract shards."""
