@@ -31,6 +31,8 @@ setup-dev: $(VENV)/.installed-dev
 	$(BIN)/lengthwise assets
 
 demo: setup
+	$(BIN)/lengthwise chunk samples/corpus --method recursive --max-tokens 512 --out out/demo/chunks
+	$(BIN)/lengthwise validate out/demo/chunks
 
 test: setup-dev
 	$(BIN)/ruff check .

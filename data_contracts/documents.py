@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from pydantic import Field, model_validator
 
-from data_contracts._base import Record, content_hash, make_id
+from data_contracts._base import Record
+
+
+def doc_id_from_sha256(digest: str) -> str:
+    """Document ID from the hex sha256 of its UTF-8 text (streamable: no need to hold the text)."""
+    return f"doc-{digest[:16]}"
 
 
 class SourceDocument(Record):
     """One long document, read from a file, a JSONL/Parquet row or a ``datasets`` dataset.
 
-    ``doc_id`` is a hash of the text, so the same text always gets the same ID and duplicates
-    collapse; ``source`` says where it came from (a path or ``dataset:split:row``).
+    ``doc_id`` is derived from the sha256 of the UTF-8 text, so the same text always gets the same
+    ID (also when a huge file is streamed) and duplicates collapse; ``source`` says where it came
+    from (a path or ``dataset:split:row``).
     """
 
     CONTRACT = "source_document"
@@ -29,9 +37,9 @@ class SourceDocument(Record):
     @classmethod
     def from_text(cls, text: str, source: str, format: str, **extra: str | None) -> SourceDocument:
         """Build a document and derive its ID and checksum from the text."""
-        digest = content_hash(text, length=64)
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         return cls(
-            doc_id=make_id("doc", text),
+            doc_id=doc_id_from_sha256(digest),
             source=source,
             format=format,
             text=text,

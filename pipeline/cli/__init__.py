@@ -6,6 +6,7 @@ import typer
 
 from pipeline.cli import common
 from pipeline.cli.basic import register as _register_basic
+from pipeline.cli.chunk_cmd import register as _register_chunk
 
 app = typer.Typer(
     name="lengthwise",
@@ -26,6 +27,7 @@ def _root(
 
 
 _register_basic(app)
+_register_chunk(app)
 
 
 def main() -> None:

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib import metadata
 
 import typer
 
 from data_contracts import ContractError
 from pipeline.errors import PipelineError
+from pipeline.version import version
 
-
-def version() -> str:
-    """Installed lengthwise version."""
-    try:
-        return metadata.version("lengthwise")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
+__all__ = ["run_app", "version"]
 
 
 def run_app(app: typer.Typer) -> None:

@@ -1,0 +1,1 @@
+"""Stage functions over shards: what the CLI and the Prefect flows call."""
