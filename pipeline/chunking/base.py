@@ -23,7 +23,9 @@ from pipeline.errors import ConfigError
 from pipeline.tokenizer import TokenizerAdapter, TokenizerLike, load_tokenizer
 
 MIN_MAX_TOKENS = 16  # below this a single character may not fit (byte-level BPE: up to 4 per char)
-_PARALLEL_MIN_CHARS = 2_000_000  # smaller batches run in-process: spawning workers costs ~1 s
+# Smaller batches run in-process, where the tokenizer's Rust threads already use every core for the
+# dominant cost (tokenization); worker processes only pay off for big batches on many cores.
+_PARALLEL_MIN_CHARS = 32_000_000
 
 
 @dataclass
@@ -104,13 +106,18 @@ class BaseChunker(abc.ABC):
     def chunk_batch(
         self, docs: Sequence[SourceDocument | str], *, workers: int | None = None
     ) -> list[list[Chunk]]:
-        """Chunk many documents, in parallel processes across all cores for large batches."""
+        """Chunk many documents using every core.
+
+        Tokenization (most of the cost) runs on all cores through the tokenizer's Rust thread pool;
+        batches over 32 MB on machines with more than two cores also spread the planning over
+        worker processes.
+        """
         docs = [
             d if isinstance(d, SourceDocument) else SourceDocument.from_text(d, "<str>", "txt") for d in docs
         ]
         workers = workers or os.cpu_count() or 1
         total = sum(d.n_chars for d in docs)
-        if workers <= 1 or len(docs) < 2 or total < _PARALLEL_MIN_CHARS:
+        if workers <= 2 or len(docs) < 2 or total < _PARALLEL_MIN_CHARS:
             return [self.chunk_document(d) for d in docs]
         ctx = get_context("spawn")  # fork is unsafe with the tokenizer's Rust thread pool
         with ProcessPoolExecutor(

@@ -113,7 +113,7 @@ def test_parallel_batch_equals_sequential(smol_tokenizer, sample_corpus):
     old = base._PARALLEL_MIN_CHARS
     base._PARALLEL_MIN_CHARS = 0  # force the process pool on this small corpus
     try:
-        parallel = chunker.chunk_batch(docs, workers=2)
+        parallel = chunker.chunk_batch(docs, workers=3)
     finally:
         base._PARALLEL_MIN_CHARS = old
     assert parallel == chunker.chunk_batch(docs, workers=1)
