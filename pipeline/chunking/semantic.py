@@ -41,9 +41,10 @@ class SemanticChunker(BaseChunker):
     """Cut at drops in similarity between neighbouring sentences, then enforce the token limits.
 
     Sentences (and lines, for text without sentence punctuation) are grouped into units of at
-    least ``min_unit_tokens`` tokens (default: max_tokens/8, in [16, 64]); each unit is embedded once, in batches (across
-    documents in :meth:`chunk_batch`). The distance between unit ``i`` and ``i+1`` compares the mean
-    embedding of the ``window`` units on each side. Breakpoints are distances above a threshold:
+    least ``min_unit_tokens`` tokens (default: max_tokens/8, in [16, 64]); each unit is embedded
+    once, in batches (across documents in :meth:`chunk_batch`). The distance between unit ``i``
+    and ``i+1`` compares the mean embedding of the ``window`` units on each side. Breakpoints are
+    distances above a threshold:
 
     * ``percentile``: above the ``amount``-th percentile (default 90);
     * ``stddev``: above mean + ``amount`` standard deviations (default 1.25);
