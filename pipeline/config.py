@@ -71,3 +71,47 @@ def build_chunker(cfg: ChunkerConfig):
                 threshold_amount=cfg.threshold_amount,
             )
     raise ValueError(f"unknown chunking method {cfg.method!r}")
+
+
+SELF_INSTRUCT_TASKS = ("general", "summary", "multi_hop", "extraction")
+TEACHER_FREE_TASKS = ("passkey", "needle_multikey", "kv_retrieval", "variable_tracking")
+
+
+class TeacherConfig(StageConfig):
+    """Which teacher writes the self-instruct QA (``none``: teacher-free tasks only)."""
+
+    kind: Literal["openai", "local", "none"] = "local"
+    model: str | None = Field(None, description="served model name (openai) or model folder/hub ID (local)")
+    base_url: str | None = Field(None, description="openai: server root including /v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    concurrency: int = Field(4, ge=1)
+    batch_size: int = Field(8, ge=1, description="local: prompts generated together")
+
+
+class SynthConfig(StageConfig):
+    """Self-instruct and teacher-free synthesis settings."""
+
+    tasks: list[Literal["general", "summary", "multi_hop", "extraction"]] = list(SELF_INSTRUCT_TASKS)
+    questions_per_doc: int = Field(4, ge=0)
+    target_lengths: list[int] = Field(default_factory=lambda: [1024, 4096])
+    teacher_free_tasks: list[Literal["passkey", "needle_multikey", "kv_retrieval", "variable_tracking"]] = (
+        list(TEACHER_FREE_TASKS)
+    )
+    teacher_free_per_length: int = Field(2, ge=0, description="records per (task, target length)")
+    student_tokenizer: str | None = Field(None, description="student model folder/hub ID (default SmolLM2)")
+    prompt_version: str = "v1"
+    evidence_mode: Literal["auto", "teacher", "anchored"] = Field(
+        "auto",
+        description="teacher: the teacher quotes its evidence; anchored: key sentences are picked from the chunk "
+        "and the teacher asks about them (works with small teachers); auto: anchored for local teachers",
+    )
+    temperature: float = Field(0.3, ge=0)
+    max_new_tokens: int = Field(256, ge=16)
+    max_answer_tokens: int = Field(256, ge=8)
+    min_support: float = Field(0.5, ge=0, le=1)
+    closed_book_check: bool = False
+    dedup_threshold: float = Field(0.7, gt=0, le=1)
+    depth_bins: int = Field(10, ge=1)
+    seed: int = 0

@@ -7,6 +7,7 @@ import typer
 from pipeline.cli import common
 from pipeline.cli.basic import register as _register_basic
 from pipeline.cli.chunk_cmd import register as _register_chunk
+from pipeline.cli.synth_cmd import register as _register_synth
 
 app = typer.Typer(
     name="lengthwise",
@@ -28,6 +29,7 @@ def _root(
 
 _register_basic(app)
 _register_chunk(app)
+_register_synth(app)
 
 
 def main() -> None:

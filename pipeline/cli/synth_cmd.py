@@ -1,0 +1,91 @@
+"""``lengthwise synth``: teacher-free and self-instruct long-QA from chunk folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def synth_cmd(
+    chunks: list[Path] = typer.Argument(..., help="Chunk folders written by `lengthwise chunk`."),
+    teacher: str = typer.Option("local", help="openai | local | none (teacher-free tasks only)"),
+    base_url: str = typer.Option(None, help="openai: server root including /v1."),
+    model: str = typer.Option(None, help="openai: served model name; local: model folder or hub ID."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", help="Environment variable holding the API key."),
+    tasks: str = typer.Option("general,summary,multi_hop,extraction", help="Self-instruct task types."),
+    teacher_free: str = typer.Option(
+        "passkey,needle_multikey,kv_retrieval,variable_tracking",
+        help="Teacher-free task types ('' for none).",
+    ),
+    target_lengths: str = typer.Option("1024,4096", help="Target lengths in student tokens."),
+    questions_per_doc: int = typer.Option(4, help="Teacher calls planned per document."),
+    teacher_free_per_length: int = typer.Option(2, help="Teacher-free records per (task, length)."),
+    student: str = typer.Option(None, help="Student tokenizer/model (lengths are measured with it)."),
+    evidence_mode: str = typer.Option("auto", help="auto | teacher | anchored"),
+    closed_book: bool = typer.Option(False, help="Drop questions the teacher answers without the document."),
+    concurrency: int = typer.Option(4, help="openai: requests in flight."),
+    timeout: float = typer.Option(120.0, help="openai: seconds per request."),
+    batch_size: int = typer.Option(8, help="Requests per batch (local: generated together)."),
+    cache: Path = typer.Option(None, help="Response cache (SQLite); default in ~/.cache/lengthwise."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("out/qa"), help="Output folder."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the calls and tokens a run would use; call nothing."
+    ),
+) -> None:
+    """Synthesize grounded long-context QA (and teacher-free tasks) at target lengths."""
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from pipeline.config import SynthConfig, TeacherConfig
+    from pipeline.errors import ConfigError
+    from pipeline.stages.synth import synthesize_corpus
+
+    try:
+        cfg = SynthConfig(
+            tasks=_split(tasks) or [],
+            teacher_free_tasks=_split(teacher_free) or [],
+            target_lengths=[int(x) for x in _split(target_lengths) or []],
+            questions_per_doc=questions_per_doc,
+            teacher_free_per_length=teacher_free_per_length,
+            student_tokenizer=student,
+            evidence_mode=evidence_mode,
+            closed_book_check=closed_book,
+            seed=seed,
+        )
+        tcfg = TeacherConfig(
+            kind=teacher,
+            model=model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            timeout_s=timeout,
+            batch_size=batch_size,
+        )
+    except (ValidationError, ValueError) as exc:
+        errs = (
+            exc.errors()
+            if isinstance(exc, ValidationError)
+            else [{"loc": ("target_lengths",), "msg": str(exc)}]
+        )
+        raise ConfigError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errs], "synth") from exc
+    if not cfg.target_lengths:
+        raise ConfigError(["--target-lengths needs at least one length"], "synth")
+    with tqdm(unit="record", desc=f"synth ({teacher})", disable=None) as bar:
+        result = synthesize_corpus(
+            chunks, out, cfg, tcfg, dry_run=dry_run, cache_path=cache, progress=bar.update
+        )
+    for line in result.lines():
+        typer.echo(line)
+    if not dry_run:
+        typer.echo(f"wrote {out} (qa + rejects shards, manifest.json)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``synth`` to ``app``."""
+    app.command("synth")(synth_cmd)

@@ -1,0 +1,107 @@
+"""Deterministic quality gates: evidence found in the source, answer supported, no refusals."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+
+_QUOTES = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"}
+)
+_WORD = re.compile(r"[\w']+")
+_STOP = frozenset(
+    "a an the of to in on at for by with from and or but not is are was were be been being it its this that these "
+    "those as which who whom what when where why how can could should would will shall may might must do does did "
+    "has have had than then there their they them he she his her we you your i our us so such if into about also "
+    "any all each other more most some no nor only own same too very just".split()
+)
+_REFUSAL = re.compile(
+    r"\b(i'?m sorry|i am sorry|i cannot|i can'?t|as an ai|i do not have|i don'?t have|not (?:mentioned|provided|"
+    r"stated|specified) in the|no information|cannot be determined|unable to (?:answer|determine))\b",
+    re.I,
+)
+
+
+def normalize_with_map(text: str) -> tuple[str, list[int]]:
+    """NFKC, lower-cased, quotes unified, whitespace collapsed; plus a map back to ``text`` indices."""
+    out: list[str] = []
+    index: list[int] = []
+    prev_space = True
+    for i, ch in enumerate(text):
+        norm = unicodedata.normalize("NFKC", ch).translate(_QUOTES).lower()
+        for c in norm:
+            if c.isspace():
+                if prev_space:
+                    continue
+                c = " "
+                prev_space = True
+            else:
+                prev_space = False
+            out.append(c)
+            index.append(i)
+    while out and out[-1] == " ":
+        out.pop()
+        index.pop()
+    return "".join(out), index
+
+
+def normalize(text: str) -> str:
+    """The normalised form used for matching."""
+    return normalize_with_map(text)[0]
+
+
+def locate(
+    quote: str, source: str, norm_source: tuple[str, list[int]] | None = None
+) -> tuple[int, int] | None:
+    """Character span of ``quote`` in ``source`` under normalised matching, or ``None``.
+
+    Quotes with an ellipsis must match piecewise in order; the span covers all pieces.
+    """
+    ns, idx = norm_source or normalize_with_map(source)
+    pieces = [normalize(p).strip(" .\"'") for p in re.split(r"\.\.\.|\u2026", quote)]
+    pieces = [p for p in pieces if len(p) >= 8] or [normalize(quote).strip()]
+    pos, first = 0, None
+    end = 0
+    for piece in pieces:
+        if not piece:
+            return None
+        k = ns.find(piece, pos)
+        if k < 0:
+            return None
+        first = k if first is None else first
+        pos = end = k + len(piece)
+    return idx[first], idx[end - 1] + 1
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words that carry meaning (no stop words, at least 3 characters, or numbers)."""
+    return [w for w in _WORD.findall(normalize(text)) if (len(w) >= 3 and w not in _STOP) or w.isdigit()]
+
+
+def support(answer: str, evidence: str) -> float:
+    """Share of the answer's content words found in the evidence (numbers must all be there)."""
+    words = content_words(answer)
+    if not words:
+        return 1.0
+    have = set(content_words(evidence))
+    if any(w.isdigit() and w not in have for w in words):
+        return 0.0
+    return sum(w in have for w in words) / len(words)
+
+
+def is_refusal(answer: str) -> bool:
+    """Whether an answer is a refusal or a failure message rather than an answer."""
+    return bool(_REFUSAL.search(answer))
+
+
+def token_f1(pred: str, gold: str) -> float:
+    """SQuAD-style token F1 on normalised words."""
+    p, g = _WORD.findall(normalize(pred)), _WORD.findall(normalize(gold))
+    if not p or not g:
+        return float(p == g)
+    common = sum((Counter(p) & Counter(g)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)

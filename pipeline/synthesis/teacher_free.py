@@ -1,0 +1,292 @@
+"""Teacher-free long-context tasks: exact answers by construction, at exact lengths, seeded.
+
+* passkey retrieval (LongLoRA/landmark): a 5-digit key hidden in real corpus text;
+* multi-key needle in a haystack (RULER ``multikey_1``): 4 "special magic numbers", 1 queried;
+* key-value retrieval (lost-in-the-middle): a JSON object of random hex keys and values;
+* variable tracking (RULER ``vt``): a chain ``VAR A = 12345``, ``VAR B = VAR A`` ... in the text.
+
+Lengths are measured in the *student's* tokens with its chat template, prompt and answer included;
+the haystack is cut at a token boundary so each example lands within a few tokens of its target.
+Evidence depths are spread evenly over ``depth_bins`` bins.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from data_contracts import Assembly, QARecord, SourceDocument, TaskType, content_hash, make_id
+from pipeline.chat import ChatFormatter
+from pipeline.synthesis.context import ContextBuilder
+
+PROMPT_VERSION = "teacher-free-v1"
+TOLERANCE = 16  # tokens: how far below the target an example may land
+
+_ADJ = "amber brave calm dusty eager fuzzy gentle hollow icy jolly keen lucky mellow noble odd proud quiet rusty shy tidy".split()
+_NOUN = "anchor badger cactus dragon engine falcon garden harbor island jacket kettle lantern meadow needle orchard parrot quarry river saddle tunnel".split()
+_SEP = "\n\n"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One example before fitting: the intro, needles to insert, question and answer."""
+
+    intro: str
+    needles: list[str]  # inserted into the haystack at increasing depths
+    question: str
+    answer: str
+    gold: int = 0  # index of the needle whose depth is recorded
+    ordered: bool = False  # needles must appear in list order (a chain)
+    distractors: tuple[int, ...] = ()  # needles that are not evidence for the answer
+
+
+def passkey(rng: random.Random) -> Task:
+    """Passkey retrieval."""
+    key = rng.randint(10000, 99999)
+    return Task(
+        intro="There is an important piece of information hidden inside a lot of irrelevant text. "
+        "Find it and memorize it. I will quiz you about it.",
+        needles=[f"The pass key is {key}. Remember it. {key} is the pass key."],
+        question="What is the pass key?",
+        answer=f"The pass key is {key}.",
+    )
+
+
+def needle_multikey(rng: random.Random, n_keys: int = 4) -> Task:
+    """Multi-key needle in a haystack: one queried key among distractor keys."""
+    keys = rng.sample([f"{a}-{n}" for a in _ADJ for n in _NOUN], n_keys)
+    values = [rng.randint(1_000_000, 9_999_999) for _ in keys]
+    gold = rng.randrange(n_keys)
+    return Task(
+        intro="Some special magic numbers are hidden within the following text. Make sure to memorize them. "
+        "I will quiz you about the numbers afterwards.",
+        needles=[
+            f"One of the special magic numbers for {k} is: {v}." for k, v in zip(keys, values, strict=True)
+        ],
+        question=f"What is the special magic number for {keys[gold]} mentioned in the provided text?",
+        answer=f"The special magic number for {keys[gold]} is {values[gold]}.",
+        gold=gold,
+        distractors=tuple(i for i in range(n_keys) if i != gold),
+    )
+
+
+def variable_tracking(rng: random.Random, hops: int = 4) -> Task:
+    """Variable tracking: follow a chain of assignments through the text."""
+    names: list[str] = []
+    while len(names) < hops + 1:
+        name = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
+        if name not in names:
+            names.append(name)
+    value = rng.randint(10000, 99999)
+    chain = [f"VAR {names[0]} = {value}."] + [
+        f"VAR {b} = VAR {a}." for a, b in zip(names, names[1:], strict=False)
+    ]
+    return Task(
+        intro="Memorize and track the chain(s) of variable assignment hidden in the following text.",
+        needles=chain,
+        question=f"Find all variables that are assigned the value {value} in the text above.",
+        answer=f"The variables assigned the value {value} are: {', '.join(names)}.",
+        ordered=True,
+    )
+
+
+def _hex(rng: random.Random) -> str:
+    return "".join(rng.choice("0123456789abcdef") for _ in range(32))
+
+
+class Haystack:
+    """Real corpus text, concatenated from documents in a seeded order."""
+
+    def __init__(self, docs: Sequence[SourceDocument]) -> None:
+        if not docs:
+            raise ValueError("teacher-free tasks need at least one source document for the haystack")
+        self.docs = sorted(docs, key=lambda d: d.doc_id)
+        self.total_chars = sum(d.n_chars for d in self.docs)
+
+    def build(self, n_chars: int, rng: random.Random) -> ContextBuilder:
+        """At least ``n_chars`` of text (or all of it, repeated), starting at a seeded document."""
+        ctx = ContextBuilder()
+        i = rng.randrange(len(self.docs))
+        have = 0
+        while have < n_chars:
+            doc = self.docs[i % len(self.docs)]
+            take = doc.text[: n_chars - have + 2000]
+            if have:
+                ctx.add(_SEP)
+                have += len(_SEP)
+            ctx.add(take, doc.doc_id, 0)
+            have += len(take)
+            i += 1
+        return ctx
+
+
+class TeacherFreeGenerator:
+    """Generates teacher-free records at exact student-token lengths.
+
+    Args:
+        docs: haystack documents (real corpus text).
+        formatter: the student's chat format, used to measure lengths.
+        depth_bins: evidence depths are spread evenly over this many bins per (task, length).
+
+    """
+
+    def __init__(
+        self, docs: Sequence[SourceDocument], formatter: ChatFormatter, depth_bins: int = 10
+    ) -> None:
+        self.haystack = Haystack(docs)
+        self.fmt = formatter
+        self.depth_bins = depth_bins
+        sample = self.haystack.docs[0].text[:20000]
+        self.chars_per_token = max(1.0, len(sample) / max(1, self.fmt.count(sample)))
+
+    def generate(
+        self, tasks: Sequence[TaskType], lengths: Sequence[int], per_cell: int, seed: int = 0
+    ) -> Iterator[QARecord]:
+        """``per_cell`` records for every (task, length), depths balanced over the bins."""
+        for task in tasks:
+            for length in lengths:
+                bins = list(range(self.depth_bins))
+                random.Random(f"{seed}-{task.value}-{length}").shuffle(bins)
+                for i in range(per_cell):
+                    example_seed = int(content_hash(seed, task.value, length, i), 16) % (2**31)
+                    rng = random.Random(example_seed)
+                    depth = (bins[i % len(bins)] + rng.random()) / self.depth_bins
+                    yield self.make(task, length, depth, rng, example_seed)
+
+    def make(self, task: TaskType, length: int, depth: float, rng: random.Random, seed: int) -> QARecord:
+        """One record of ``task`` with its gold evidence at relative ``depth`` in the context."""
+        if task == TaskType.KV_RETRIEVAL:
+            return self._kv(length, depth, rng, seed)
+        spec = {
+            TaskType.PASSKEY: passkey,
+            TaskType.NEEDLE_MULTIKEY: needle_multikey,
+            TaskType.VARIABLE_TRACKING: variable_tracking,
+        }[task](rng)
+        overhead = self.fmt.count_example(
+            spec.intro + _SEP + _SEP.join(spec.needles), spec.question, spec.answer
+        )
+        budget = length - overhead
+        if budget < 16:
+            raise ValueError(
+                f"target length {length} is too short for {task.value} (needs > {overhead + 16})"
+            )
+        for _ in range(6):
+            ctx = self._fill(spec, budget, depth, rng)
+            n = self.fmt.count_example(ctx.text, spec.question, spec.answer)
+            if length - TOLERANCE <= n <= length:
+                break
+            budget += length - n - (TOLERANCE // 2 if n < length - TOLERANCE else 0)
+        return self._record(task, ctx, spec, length, n, depth, seed)
+
+    def _fill(self, spec: Task, budget: int, depth: float, rng: random.Random) -> ContextBuilder:
+        """Haystack of ``budget`` tokens (cut at a token boundary), needles inserted at depths."""
+        hay = self.haystack.build(int(budget * self.chars_per_token * 1.5) + 200, random.Random(rng.random()))
+        text = hay.text
+        enc = self.fmt.hf.backend_tokenizer.encode(text, add_special_tokens=False)
+        cut = enc.offsets[min(budget, len(enc.offsets)) - 1][1] if len(enc.offsets) >= budget else len(text)
+        ctx = ContextBuilder()
+        ctx.add(spec.intro + _SEP)
+        pos = 0
+        for part in hay.parts:  # copy the haystack up to the cut
+            if pos >= cut:
+                break
+            ctx.add(part.text[: cut - pos], part.doc_id, part.doc_start)
+            pos += len(part.text)
+        start, body = len(spec.intro + _SEP), cut
+        depths = self._needle_depths(spec, depth, rng)
+        # Insert from the deepest needle up, so earlier insertion points stay valid.
+        for i in sorted(range(len(spec.needles)), key=lambda k: (-depths[k], -k)):
+            at = _snap_to_sentence(ctx.text, start + int(depths[i] * body), start)
+            pad = " " if at > start and not ctx.text[at - 1].isspace() else ""
+            ctx.insert(at, pad + spec.needles[i] + " ", evidence=i not in spec.distractors)
+        return ctx
+
+    @staticmethod
+    def _needle_depths(spec: Task, depth: float, rng: random.Random) -> list[float]:
+        """The gold needle at ``depth``; a chain follows it in order, distractors go anywhere."""
+        n = len(spec.needles)
+        if spec.ordered:
+            return [depth] + sorted(depth + (1 - depth) * rng.random() for _ in range(n - 1))
+        others = [rng.random() for _ in range(n - 1)]
+        return others[: spec.gold] + [depth] + others[spec.gold :]
+
+    def _record(
+        self, task: TaskType, ctx: ContextBuilder, spec: Task, length: int, n: int, depth: float, seed: int
+    ) -> QARecord:
+        text = ctx.text
+        evidence = [
+            e.model_copy(
+                update={
+                    "quote": e.quote.strip(),
+                    "context_start": e.context_start + (len(e.quote) - len(e.quote.lstrip())),
+                    "context_end": e.context_start + len(e.quote.rstrip()),
+                }
+            )
+            for e in ctx.evidence_spans()
+        ]
+        gold_ev = (
+            evidence[0] if spec.distractors or spec.ordered else evidence[min(spec.gold, len(evidence) - 1)]
+        )
+        depth_pct = 100.0 * self.fmt.count(text[: gold_ev.context_start]) / max(1, self.fmt.count(text))
+        return QARecord(
+            qa_id=make_id("qa", PROMPT_VERSION, task.value, seed, length),
+            task_type=task,
+            question=spec.question,
+            answer=spec.answer,
+            context=text,
+            context_segments=ctx.segments(),
+            evidence=evidence,
+            evidence_depth_pct=round(min(100.0, depth_pct), 2),
+            assembly=Assembly.HAYSTACK,
+            doc_ids=ctx.doc_ids(),
+            teacher_backend="none",
+            teacher_model="none",
+            prompt_version=PROMPT_VERSION,
+            target_tokens=length,
+            n_tokens=n,
+            answer_tokens=self.fmt.count(spec.answer),
+            seed=seed,
+        )
+
+    def _kv(self, length: int, depth: float, rng: random.Random, seed: int) -> QARecord:
+        """Key-value retrieval: the JSON object itself is the haystack; sized by pair count."""
+        per_pair = self.fmt.count(json.dumps({_hex(rng): _hex(rng)})) or 40
+        n_pairs = max(2, (length - 80) // per_pair)
+        pairs = [(_hex(rng), _hex(rng)) for _ in range(n_pairs + 64)]
+        question_of = (
+            'Extract the value corresponding to the specified key in the JSON object above.\nKey: "{}"'
+        )
+        for _ in range(16):
+            while len(pairs) < n_pairs:
+                pairs.append((_hex(rng), _hex(rng)))
+            gold = min(n_pairs - 1, int(depth * n_pairs))
+            ctx, spec = self._kv_context(pairs[:n_pairs], gold, question_of)
+            n = self.fmt.count_example(ctx.text, spec.question, spec.answer)
+            if length - per_pair <= n <= length:
+                break
+            step = (length - n) // per_pair
+            n_pairs = max(2, n_pairs + (step if step else (1 if n < length else -1)))
+        return self._record(TaskType.KV_RETRIEVAL, ctx, spec, length, n, depth, seed)
+
+    @staticmethod
+    def _kv_context(items: list[tuple[str, str]], gold: int, question_of: str) -> tuple[ContextBuilder, Task]:
+        ctx = ContextBuilder()
+        ctx.add("JSON data:\n{")
+        for i, (k, v) in enumerate(items):
+            line = f'"{k}": "{v}"' + ("," if i < len(items) - 1 else "")
+            ctx.add("\n  ")
+            ctx.add(line, evidence=(i == gold))
+        ctx.add("\n}")
+        key, value = items[gold]
+        return ctx, Task(intro="", needles=[], question=question_of.format(key), answer=value)
+
+
+def _snap_to_sentence(text: str, at: int, floor: int) -> int:
+    """Move an insertion point back to just after the previous sentence end or line break."""
+    at = min(at, len(text))
+    for i in range(at, max(floor, at - 2000), -1):
+        if text[i - 1] == "\n" or (text[i - 1] == " " and text[i - 2] in ".!?"):
+            return i
+    return at
