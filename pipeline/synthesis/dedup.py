@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pipeline.synthesis.grounding import normalize
 
 
@@ -23,7 +25,7 @@ class NearDuplicateFilter:
         self._n = 0
 
     def _signature(self, text: str):
-        words = normalize(text).split()
+        words = re.findall(r"\w+", normalize(text))
         shingles = {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}
         m = self._minhash(num_perm=self.num_perm, seed=1)
         for s in sorted(shingles):

@@ -61,13 +61,27 @@ def _lenient(text: str) -> TeacherQA | None:
         else:
             values[key] = [raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw.strip('"')]
     if not all(values.get(k) for k in ("question", "answer")):
-        return None
+        return _labelled(text)
     try:
         return TeacherQA(
             question=values["question"][0], answer=values["answer"][0], evidence=values.get("evidence", [])
         )
     except ValidationError:
         return None
+
+
+_LABELLED = re.compile(
+    r"question\s*:\s*-?\s*(.+?)\s*\n\s*answer\s*:\s*-?\s*(.+?)\s*(?:\n\s*\n|$)", re.I | re.S
+)
+
+
+def _labelled(text: str) -> TeacherQA | None:
+    """``Question: ...`` / ``Answer: ...`` lines, the plain format small models fall back to."""
+    m = _LABELLED.search(text)
+    if not m:
+        return None
+    question, answer = (g.strip().strip('"').strip() for g in m.groups())
+    return TeacherQA(question=question, answer=answer) if question and answer else None
 
 
 def parse_reply(text: str) -> TeacherQA | None:

@@ -89,6 +89,9 @@ def _anchored_messages(task: TaskType, chunks: Sequence[Chunk], anchors: list[st
     instruction, hint = _ANCHORED[task]
     return (
         ("system", prompts.render("system", version)),
+        # One worked example: small teachers follow a shown format far better than a described one.
+        ("user", prompts.render("anchored_example_user", version)),
+        ("assistant", prompts.render("anchored_example_assistant", version)),
         (
             "user",
             prompts.render(
