@@ -131,7 +131,7 @@ def test_anchored_mode_uses_key_sentences(small_chunks, formatter):
     )
 
     def answer_from_anchor(req):
-        anchor = req.messages[1][1].split('Key sentence:\n- "')[1].split('"\n')[0]
+        anchor = req.messages[-1][1].split('Key sentence:\n- "')[1].split('"\n')[0]
         return ChatResponse(
             json.dumps(
                 {
