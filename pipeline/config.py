@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class StageConfig(BaseModel):
@@ -115,3 +115,26 @@ class SynthConfig(StageConfig):
     dedup_threshold: float = Field(0.7, gt=0, le=1)
     depth_bins: int = Field(10, ge=1)
     seed: int = 0
+
+
+DEFAULT_BUCKETS = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
+
+
+class ShardConfig(StageConfig):
+    """Tokenize QA records with the student's chat template into length-bucketed shards."""
+
+    tokenizer: str | None = Field(None, description="student model folder/hub ID (default SmolLM2)")
+    bucket_edges: list[int] = Field(default_factory=lambda: list(DEFAULT_BUCKETS))
+    answer_weight: float = Field(1.0, ge=0)
+    context_weight: float = Field(0.0, ge=0, description="LIFT-style LM loss on the document tokens")
+    system_prompt: str | None = None
+    shard_tokens: int = Field(16_000_000, ge=1, description="target tokens per shard")
+    shard_rows: int = Field(20_000, ge=1, description="maximum rows per shard")
+    run_tokens: int = Field(32_000_000, ge=1, description="tokens buffered in memory before spilling")
+
+    @field_validator("bucket_edges")
+    @classmethod
+    def _sorted(cls, v: list[int]) -> list[int]:
+        if not v or sorted(set(v)) != v or v[0] < 1:
+            raise ValueError("bucket_edges must be strictly increasing positive integers")
+        return v

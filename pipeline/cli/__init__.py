@@ -7,6 +7,7 @@ import typer
 from pipeline.cli import common
 from pipeline.cli.basic import register as _register_basic
 from pipeline.cli.chunk_cmd import register as _register_chunk
+from pipeline.cli.shard_cmd import register as _register_shard
 from pipeline.cli.synth_cmd import register as _register_synth
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ def _root(
 _register_basic(app)
 _register_chunk(app)
 _register_synth(app)
+_register_shard(app)
 
 
 def main() -> None:

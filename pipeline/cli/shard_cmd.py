@@ -1,0 +1,51 @@
+"""``lengthwise shard`` and ``lengthwise inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def shard_cmd(
+    qa: list[Path] = typer.Argument(..., help="QA folders written by `lengthwise synth`."),
+    tokenizer: str = typer.Option(None, help="Student model folder or hub ID (chat template + tokenizer)."),
+    buckets: str = typer.Option("512,1024,2048,4096,8192,16384,32768,65536", help="Bucket edges in tokens."),
+    context_weight: float = typer.Option(0.0, help="Loss weight on document tokens (LIFT-style)."),
+    answer_weight: float = typer.Option(1.0, help="Loss weight on answer tokens."),
+    out: Path = typer.Option(Path("out/shards"), help="Output folder."),
+) -> None:
+    """Tokenize QA records into length-sorted, bucketed Arrow shards with a manifest and dataset card."""
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from pipeline.config import ShardConfig
+    from pipeline.errors import ConfigError
+    from pipeline.stages.shard import build_shards, inspect_lines
+
+    try:
+        cfg = ShardConfig(tokenizer=tokenizer, bucket_edges=[int(x) for x in buckets.split(",") if x.strip()],
+                          context_weight=context_weight, answer_weight=answer_weight)
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError([str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else
+                           "; ".join(e["msg"] for e in exc.errors())], "shard") from exc
+    with tqdm(unit="record", desc="shard", disable=None) as bar:
+        result = build_shards(qa, out, cfg, progress=bar.update)
+    if result.skipped:
+        typer.echo("nothing to do: an identical build is already there (same inputs and config)")
+    for line in inspect_lines(out):
+        typer.echo(line)
+
+
+def inspect_cmd(path: Path = typer.Argument(..., help="A folder written by `lengthwise shard` (or any stage).")) -> None:
+    """Print a build's manifest summary and a text histogram of its buckets."""
+    from pipeline.stages.shard import inspect_lines
+
+    for line in inspect_lines(path):
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``shard`` and ``inspect`` to ``app``."""
+    app.command("shard")(shard_cmd)
+    app.command("inspect")(inspect_cmd)

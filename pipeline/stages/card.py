@@ -1,0 +1,110 @@
+"""Dataset card (Hugging Face style README.md) with a length histogram for a tokenized build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from data_contracts import BuildManifest, resolve_in
+from data_contracts.io import atomic_write_text, read_table
+
+HISTOGRAM = "length_histogram.png"
+
+
+def _columns(out: Path, manifest: BuildManifest) -> tuple[np.ndarray, np.ndarray]:
+    lengths, depths = [], []
+    for s in manifest.shards:
+        if s.bucket is None:
+            continue
+        t = read_table(resolve_in(out, s.path)).select(["length", "evidence_depth_pct"])
+        lengths.append(t["length"].to_numpy())
+        depths.append(pc.cast(t["evidence_depth_pct"], "float64").to_numpy())
+    if not lengths:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(lengths), np.concatenate(depths)
+
+
+def plot_histogram(lengths: np.ndarray, edges: list[int], path: Path) -> None:
+    """Log-scale length histogram with the bucket edges marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    if len(lengths):
+        bins = np.geomspace(max(1, lengths.min()), max(lengths.max(), 2), 40)
+        ax.hist(lengths, bins=bins, color="#3b7dd8", edgecolor="white")
+    for e in edges:
+        ax.axvline(e, color="#d62728", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("example length (student tokens, chat template included)")
+    ax.set_ylabel("examples")
+    ax.set_title(f"{len(lengths)} examples; dashed lines: bucket edges")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_card(out: Path, manifest: BuildManifest) -> Path:
+    """Write ``README.md`` and the histogram PNG next to the shards."""
+    lengths, depths = _columns(out, manifest)
+    plot_histogram(lengths, manifest.bucket_edges, out / HISTOGRAM)
+    configs = [f"  - config_name: len_{b.upper}\n    data_files: len_{b.upper:06d}/*.arrow"
+               for b in manifest.buckets if b.rows]
+    depth_hist = np.histogram(depths, bins=10, range=(0, 100))[0] if len(depths) else np.zeros(10, int)
+    lines = [
+        "---",
+        "license: other",
+        "task_categories: [text-generation, question-answering]",
+        "tags: [long-context, lengthwise]",
+        "configs:",
+        *configs,
+        "---",
+        "",
+        "# lengthwise tokenized long-context dataset",
+        "",
+        f"{manifest.rows} examples, {manifest.tokens} tokens, tokenizer `{manifest.tokenizer}`, "
+        f"built by lengthwise {manifest.lengthwise_version} (config `{manifest.config_hash}`).",
+        "Load a bucket range with `data_contracts.reader.open_buckets(folder, min_length, max_length)` "
+        "(memory-mapped `datasets.Dataset`, hashes and contract checked).",
+        "",
+        f"![length histogram]({HISTOGRAM})",
+        "",
+        "## Buckets",
+        "",
+        "| bucket (<= tokens) | examples | tokens | shards |",
+        "|---|---|---|---|",
+        *[f"| {b.upper} | {b.rows} | {b.tokens} | {b.shards} |" for b in manifest.buckets],
+        "",
+        "## Task types",
+        "",
+        "| task | examples |",
+        "|---|---|",
+        *[f"| {c.name} | {c.count} |" for c in manifest.task_counts],
+        "",
+        "## Evidence depth",
+        "",
+        "| depth (% of context) | " + " | ".join(f"{10 * i}-{10 * i + 10}" for i in range(10)) + " |",
+        "|---|" + "---|" * 10,
+        "| examples | " + " | ".join(str(int(x)) for x in depth_hist) + " |",
+        "",
+        "## Dropped",
+        "",
+        *([f"- {c.name}: {c.count}" for c in manifest.dropped] or ["- none"]),
+        "",
+        "## Build config",
+        "",
+        "```json",
+        json.dumps(json.loads(manifest.config_json), indent=2),
+        "```",
+        "",
+    ]
+    path = out / "README.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,296 @@
+"""Shard stage: QA records -> tokenized, length-bucketed, length-sorted Arrow shards + manifest.
+
+Streaming and bounded in memory: tokenized rows are buffered per bucket and spilled to run files
+in a staging folder; at the end each bucket is ordered by (length, example_id) using only those two
+columns and written shard by shard from the memory-mapped runs. Shards appear in the output folder
+by atomic rename; the manifest is written last. Same input and config give byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from data_contracts import (
+    BucketSummary,
+    BuildManifest,
+    QARecord,
+    RejectedRecord,
+    RejectReason,
+    ShardManifest,
+    TokenizedExample,
+    content_hash,
+    make_id,
+    to_arrow_schema,
+)
+from data_contracts.io import read_table, sha256_file, table_to_ipc_bytes, write_records
+from pipeline.chat import ChatFormatter
+from pipeline.config import ShardConfig
+from pipeline.stages.load import iter_dataset
+from pipeline.stages.shards import counts, write_manifest
+from pipeline.validate import load_manifest
+
+SCHEMA = to_arrow_schema(TokenizedExample)
+STAGING = ".staging"
+
+
+@dataclass
+class ShardResult:
+    """What the shard stage wrote (``skipped`` when an identical build was already there)."""
+
+    out_dir: Path
+    manifest: BuildManifest
+    skipped: bool = False
+    over_length: int = 0
+
+
+@dataclass
+class _Bucket:
+    rows: list[dict] = field(default_factory=list)
+    tokens: int = 0
+    runs: list[Path] = field(default_factory=list)
+
+
+def input_fingerprint(qa_dirs: Sequence[str | Path]) -> str:
+    """Hash of the input manifests' shard hashes: changes whenever any input shard changes."""
+    parts = []
+    for d in qa_dirs:
+        m = load_manifest(d)
+        parts.append([(s.path, s.sha256) for s in m.shards])
+    return content_hash(parts)
+
+
+def tokenize_record(rec: QARecord, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str) -> dict:
+    """One tokenized row (columns of :class:`TokenizedExample`) for a QA record."""
+    enc = fmt.encode(rec.context, rec.question, rec.answer)
+    weights = np.zeros(enc.length, dtype=np.float32)
+    weights[enc.context_mask] = cfg.context_weight
+    weights[enc.answer_mask] = cfg.answer_weight
+    return {
+        "example_id": make_id("ex", rec.qa_id, config_hash),
+        "qa_id": rec.qa_id,
+        "doc_ids": list(rec.doc_ids),
+        "task_type": rec.task_type.value,
+        "input_ids": enc.input_ids,
+        "loss_weights": weights,
+        "length": enc.length,
+        "n_answer_tokens": int(enc.answer_mask.sum()),
+        "bucket": 0,
+        "evidence_depth_pct": float(rec.evidence_depth_pct),
+    }
+
+
+def rows_to_table(rows: list[dict]) -> pa.Table:
+    """Columns of tokenized rows as a contract-stamped Arrow table (list columns built in bulk)."""
+
+    def lists(name: str, dtype) -> pa.Array:
+        values = [np.asarray(r[name], dtype=dtype) for r in rows]
+        offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
+        flat = np.concatenate(values) if values else np.zeros(0, dtype=dtype)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat), type=SCHEMA.field(name).type)
+
+    cols = {
+        "example_id": pa.array([r["example_id"] for r in rows], pa.string()),
+        "qa_id": pa.array([r["qa_id"] for r in rows], pa.string()),
+        "doc_ids": pa.array([r["doc_ids"] for r in rows], SCHEMA.field("doc_ids").type),
+        "task_type": pa.array([r["task_type"] for r in rows], pa.string()),
+        "input_ids": lists("input_ids", np.int32),
+        "loss_weights": lists("loss_weights", np.float32),
+        "length": pa.array([r["length"] for r in rows], pa.int32()),
+        "n_answer_tokens": pa.array([r["n_answer_tokens"] for r in rows], pa.int32()),
+        "bucket": pa.array([r["bucket"] for r in rows], pa.int32()),
+        "evidence_depth_pct": pa.array([r["evidence_depth_pct"] for r in rows], pa.float32()),
+    }
+    return pa.Table.from_arrays(list(cols.values()), schema=SCHEMA)
+
+
+def _write_ipc(path: Path, table: pa.Table) -> str:
+    """Atomic write of one shard; returns its sha256."""
+    from data_contracts.io import atomic_write_bytes
+
+    atomic_write_bytes(path, table_to_ipc_bytes(table))
+    return sha256_file(path)
+
+
+def build_shards(
+    qa_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    cfg: ShardConfig,
+    *,
+    progress: Callable[[int], None] | None = None,
+    records: Iterable[QARecord] | None = None,
+    workers: int = 1,
+) -> ShardResult:
+    """Tokenize, bucket, sort and write shards; skip the work when an identical build exists.
+
+    ``workers > 1`` tokenizes in that many processes (order and output are unchanged).
+    """
+    out = Path(out_dir)
+    fmt = ChatFormatter(cfg.tokenizer, system_prompt=cfg.system_prompt)
+    fingerprint = input_fingerprint(qa_dirs) if records is None else "records"
+    # run_tokens only decides when to spill to disk; it must not change a single output byte.
+    cfg_hash = content_hash(cfg.model_dump(mode="json", exclude={"run_tokens"}), fmt.spec, fingerprint)
+    existing = _existing(out, cfg_hash)
+    if existing is not None:
+        return ShardResult(out, existing, skipped=True)
+    staging = out / STAGING
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed run are never reused
+    staging.mkdir(parents=True)
+    buckets: dict[int, _Bucket] = defaultdict(_Bucket)
+    dropped, tasks, rejects = Counter(), Counter(), []
+    n_in = 0
+    source = records if records is not None else (r for d in qa_dirs for r in iter_dataset(d, QARecord))
+    for rec, row in _tokenized(source, fmt, cfg, cfg_hash, workers):
+        n_in += 1
+        k = bisect.bisect_left(cfg.bucket_edges, row["length"])
+        if k == len(cfg.bucket_edges):
+            dropped[RejectReason.OVER_MAX_BUCKET.value] += 1
+            rejects.append(_over_length(rec, row["length"], cfg.bucket_edges[-1]))
+            continue
+        row["bucket"] = cfg.bucket_edges[k]
+        tasks[row["task_type"]] += 1
+        b = buckets[row["bucket"]]
+        b.rows.append(row)
+        b.tokens += row["length"]
+        if b.tokens >= cfg.run_tokens:
+            _spill(staging, row["bucket"], b)
+        if progress:
+            progress(1)
+    shards = []
+    for edge in sorted(buckets):
+        _spill(staging, edge, buckets[edge])
+        shards.extend(_write_bucket(out, staging, edge, buckets[edge].runs, cfg, cfg_hash))
+    if rejects:
+        digest = write_records(out / "rejects-00000.arrow", rejects, RejectedRecord)
+        shards.append(ShardManifest(path="rejects-00000.arrow", contract=RejectedRecord.CONTRACT,
+                                    contract_version=RejectedRecord.VERSION, rows=len(rejects), tokens=0, min_length=0,
+                                    max_length=0, bytes=(out / "rejects-00000.arrow").stat().st_size, sha256=digest,
+                                    config_hash=cfg_hash))
+    shutil.rmtree(staging, ignore_errors=True)
+    summaries = [BucketSummary(upper=e, rows=sum(s.rows for s in shards if s.bucket == e),
+                               tokens=sum(s.tokens for s in shards if s.bucket == e),
+                               shards=sum(s.bucket == e for s in shards)) for e in cfg.bucket_edges]
+    manifest = write_manifest(out, "tokenized", cfg.model_dump_json(), cfg_hash, shards, tokenizer=fmt.spec,
+                              bucket_edges=cfg.bucket_edges, input_rows=n_in, buckets=summaries,
+                              task_counts=counts(tasks), dropped=counts(dropped))
+    from pipeline.stages.card import write_card
+
+    write_card(out, manifest)
+    return ShardResult(out, manifest, over_length=sum(dropped.values()))
+
+
+def _tokenized(source: Iterable[QARecord], fmt: ChatFormatter, cfg: ShardConfig, cfg_hash: str,
+               workers: int) -> Iterator[tuple[QARecord, dict]]:
+    if workers <= 1:
+        for rec in source:
+            yield rec, tokenize_record(rec, fmt, cfg, cfg_hash)
+        return
+    from multiprocessing import get_context
+
+    with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg, cfg_hash)) as pool:
+        recs = iter(source)
+        while True:  # bounded windows keep memory flat however large the input is
+            window = [r for _, r in zip(range(256 * workers), recs, strict=False)]
+            if not window:
+                return
+            yield from zip(window, pool.imap(_tokenize_in_worker, window, chunksize=8), strict=True)
+
+
+_WORKER: tuple[ChatFormatter, ShardConfig, str] | None = None
+
+
+def _init_worker(cfg: ShardConfig, cfg_hash: str) -> None:
+    global _WORKER
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _WORKER = (ChatFormatter(cfg.tokenizer, system_prompt=cfg.system_prompt), cfg, cfg_hash)
+
+
+def _tokenize_in_worker(rec: QARecord) -> dict:
+    assert _WORKER is not None
+    fmt, cfg, cfg_hash = _WORKER
+    return tokenize_record(rec, fmt, cfg, cfg_hash)
+
+
+def _existing(out: Path, cfg_hash: str) -> BuildManifest | None:
+    """The manifest of a finished identical build whose shards are all intact, if any."""
+    if not (out / "manifest.json").exists():
+        return None
+    try:
+        m = load_manifest(out)
+    except ValueError:
+        return None
+    if m.config_hash != cfg_hash:
+        return None
+    ok = all((out / s.path).exists() and sha256_file(out / s.path) == s.sha256 for s in m.shards)
+    return m if ok else None
+
+
+def _over_length(rec: QARecord, length: int, limit: int) -> RejectedRecord:
+    return RejectedRecord(reject_id=make_id("rej", "shard", rec.qa_id), stage="shard",
+                          reason=RejectReason.OVER_MAX_BUCKET, task_type=rec.task_type, doc_ids=list(rec.doc_ids),
+                          detail=f"{rec.qa_id}: {length} tokens > last bucket {limit}; add a larger bucket edge "
+                          "or synthesize with smaller target lengths")
+
+
+def _spill(staging: Path, edge: int, b: _Bucket) -> None:
+    if not b.rows:
+        return
+    path = staging / f"run-{edge}-{len(b.runs):05d}.arrow"
+    path.write_bytes(table_to_ipc_bytes(rows_to_table(b.rows)))
+    b.runs.append(path)
+    b.rows, b.tokens = [], 0
+
+
+def _write_bucket(out: Path, staging: Path, edge: int, runs: list[Path], cfg: ShardConfig,
+                  cfg_hash: str) -> Iterator[ShardManifest]:
+    """Order a bucket by (length, example_id) and write it in shards, one shard in memory at a time."""
+    table = pa.concat_tables([read_table(p) for p in runs])  # memory-mapped
+    order = pc.sort_indices(table.select(["length", "example_id"]),
+                            sort_keys=[("length", "ascending"), ("example_id", "ascending")])
+    lengths = pc.take(table["length"], order).to_numpy()
+    start, index = 0, 0
+    while start < len(order):
+        end = start
+        tokens = 0
+        while end < len(order) and end - start < cfg.shard_rows and (tokens < cfg.shard_tokens or end == start):
+            tokens += int(lengths[end])
+            end += 1
+        shard = table.take(order[start:end]).combine_chunks()
+        rel = f"len_{edge:06d}/part-{index:05d}.arrow"
+        staged = staging / rel.replace("/", "_")
+        digest = _write_ipc(staged, shard)
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, out / rel)  # atomic: a shard is either absent or complete
+        yield ShardManifest(path=rel, contract=TokenizedExample.CONTRACT, contract_version=TokenizedExample.VERSION,
+                            rows=end - start, tokens=tokens, min_length=int(lengths[start]),
+                            max_length=int(lengths[end - 1]), bytes=(out / rel).stat().st_size, sha256=digest,
+                            bucket=edge, config_hash=cfg_hash)
+        start, index = end, index + 1
+
+
+def inspect_lines(out_dir: str | Path, width: int = 40) -> list[str]:
+    """The manifest summary and a text histogram of rows per bucket."""
+    m = load_manifest(out_dir)
+    lines = [f"{out_dir}: {m.kind}, {m.rows} rows, {m.tokens} tokens in {len(m.shards)} shards "
+             f"(tokenizer {m.tokenizer}, config {m.config_hash})"]
+    top = max((b.rows for b in m.buckets), default=0) or 1
+    for b in m.buckets:
+        bar = "#" * round(width * b.rows / top)
+        lines.append(f"  <= {b.upper:>6}: {b.rows:>7} rows {b.tokens:>11} tokens  {bar}")
+    for c in m.task_counts:
+        lines.append(f"  task {c.name}: {c.count}")
+    for c in m.dropped:
+        lines.append(f"  dropped {c.name}: {c.count}")
+    return lines
+
+
+__all__ = ["ShardResult", "build_shards", "input_fingerprint", "inspect_lines"]
