@@ -49,10 +49,18 @@ def main() -> None:
         for per in (4, 8, 16):  # records per (task, length): input grows 1x, 2x, 4x
             work = f"{tmp}/in{per}"
             subprocess.run([sys.executable, "-c", MAKE_QA.format(corpus=corpus), work, str(per)], check=True)
-            for workers in ((1, 2) if per == 8 else (1,)):
-                out = subprocess.run([sys.executable, "-c", BUILD.format(), f"{work}/qa", f"{work}/s{workers}",
-                                      str(workers)], check=True, capture_output=True, text=True).stdout
-                row = {"records_per_cell": per, "workers": workers, **json.loads(out.strip().splitlines()[-1])}
+            for workers in (1, 2) if per == 8 else (1,):
+                out = subprocess.run(
+                    [sys.executable, "-c", BUILD.format(), f"{work}/qa", f"{work}/s{workers}", str(workers)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+                row = {
+                    "records_per_cell": per,
+                    "workers": workers,
+                    **json.loads(out.strip().splitlines()[-1]),
+                }
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     OUT.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "results": rows}, indent=1) + "\n")

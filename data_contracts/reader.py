@@ -30,12 +30,15 @@ def read_manifest(dataset_dir: str | Path) -> BuildManifest:
     except ValueError as exc:
         raise ContractError(f"{path}: invalid manifest: {exc}") from exc
     if manifest.kind != "tokenized":
-        raise ContractError(f"{path}: a '{manifest.kind}' manifest, expected 'tokenized' (run `lengthwise shard`)")
+        raise ContractError(
+            f"{path}: a '{manifest.kind}' manifest, expected 'tokenized' (run `lengthwise shard`)"
+        )
     return manifest
 
 
-def open_buckets(dataset_dir: str | Path, min_length: int = 0, max_length: int | None = None,
-                 verify_hashes: bool = True):
+def open_buckets(
+    dataset_dir: str | Path, min_length: int = 0, max_length: int | None = None, verify_hashes: bool = True
+):
     """All shards whose bucket lies in ``(min_length, max_length]`` as one ``datasets.Dataset``.
 
     Every shard is resolved inside ``dataset_dir``, its sha256 compared with the manifest and its
@@ -48,11 +51,17 @@ def open_buckets(dataset_dir: str | Path, min_length: int = 0, max_length: int |
     manifest = read_manifest(root)
     parts = []
     for shard in manifest.shards:
-        if shard.bucket is None or shard.bucket <= min_length or (max_length is not None and shard.bucket > max_length):
+        if (
+            shard.bucket is None
+            or shard.bucket <= min_length
+            or (max_length is not None and shard.bucket > max_length)
+        ):
             continue
         path = resolve_in(root, shard.path)
         if not path.exists():
-            raise ContractError(f"{path}: listed in the manifest but missing; rebuild with `lengthwise shard`")
+            raise ContractError(
+                f"{path}: listed in the manifest but missing; rebuild with `lengthwise shard`"
+            )
         if verify_hashes and sha256_file(path) != shard.sha256:
             raise ContractError(f"{path}: sha256 does not match the manifest; the shard changed, rebuild it")
         with pa.memory_map(str(path)) as src:  # the stamp, as written (datasets rewrites metadata)

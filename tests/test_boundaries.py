@@ -48,7 +48,13 @@ def test_trainer_never_imports_flows():
 
 
 def test_data_contracts_imports_only_pydantic_and_pyarrow():
-    allowed = {"pydantic", "pyarrow", "datasets", "data_contracts", "__future__"}  # datasets: lazily, in reader.py
+    allowed = {
+        "pydantic",
+        "pyarrow",
+        "datasets",
+        "data_contracts",
+        "__future__",
+    }  # datasets: lazily, in reader.py
     stdlib = set(sys.stdlib_module_names)
     for path in _modules("data_contracts"):
         extra = _imports(path) - allowed - stdlib

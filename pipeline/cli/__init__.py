@@ -9,6 +9,7 @@ from pipeline.cli.basic import register as _register_basic
 from pipeline.cli.chunk_cmd import register as _register_chunk
 from pipeline.cli.shard_cmd import register as _register_shard
 from pipeline.cli.synth_cmd import register as _register_synth
+from pipeline.cli.train_cmd import register as _register_train
 
 app = typer.Typer(
     name="lengthwise",
@@ -32,6 +33,7 @@ _register_basic(app)
 _register_chunk(app)
 _register_synth(app)
 _register_shard(app)
+_register_train(app)
 
 
 def main() -> None:

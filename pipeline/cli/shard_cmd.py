@@ -24,11 +24,21 @@ def shard_cmd(
     from pipeline.stages.shard import build_shards, inspect_lines
 
     try:
-        cfg = ShardConfig(tokenizer=tokenizer, bucket_edges=[int(x) for x in buckets.split(",") if x.strip()],
-                          context_weight=context_weight, answer_weight=answer_weight)
+        cfg = ShardConfig(
+            tokenizer=tokenizer,
+            bucket_edges=[int(x) for x in buckets.split(",") if x.strip()],
+            context_weight=context_weight,
+            answer_weight=answer_weight,
+        )
     except (ValidationError, ValueError) as exc:
-        raise ConfigError([str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else
-                           "; ".join(e["msg"] for e in exc.errors())], "shard") from exc
+        raise ConfigError(
+            [
+                str(exc).splitlines()[0]
+                if not isinstance(exc, ValidationError)
+                else "; ".join(e["msg"] for e in exc.errors())
+            ],
+            "shard",
+        ) from exc
     with tqdm(unit="record", desc="shard", disable=None) as bar:
         result = build_shards(qa, out, cfg, progress=bar.update)
     if result.skipped:
@@ -37,7 +47,9 @@ def shard_cmd(
         typer.echo(line)
 
 
-def inspect_cmd(path: Path = typer.Argument(..., help="A folder written by `lengthwise shard` (or any stage).")) -> None:
+def inspect_cmd(
+    path: Path = typer.Argument(..., help="A folder written by `lengthwise shard` (or any stage)."),
+) -> None:
     """Print a build's manifest summary and a text histogram of its buckets."""
     from pipeline.stages.shard import inspect_lines
 

@@ -55,8 +55,11 @@ def write_card(out: Path, manifest: BuildManifest) -> Path:
     """Write ``README.md`` and the histogram PNG next to the shards."""
     lengths, depths = _columns(out, manifest)
     plot_histogram(lengths, manifest.bucket_edges, out / HISTOGRAM)
-    configs = [f"  - config_name: len_{b.upper}\n    data_files: len_{b.upper:06d}/*.arrow"
-               for b in manifest.buckets if b.rows]
+    configs = [
+        f"  - config_name: len_{b.upper}\n    data_files: len_{b.upper:06d}/*.arrow"
+        for b in manifest.buckets
+        if b.rows
+    ]
     depth_hist = np.histogram(depths, bins=10, range=(0, 100))[0] if len(depths) else np.zeros(10, int)
     lines = [
         "---",

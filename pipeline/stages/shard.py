@@ -171,25 +171,52 @@ def build_shards(
         shards.extend(_write_bucket(out, staging, edge, buckets[edge].runs, cfg, cfg_hash))
     if rejects:
         digest = write_records(out / "rejects-00000.arrow", rejects, RejectedRecord)
-        shards.append(ShardManifest(path="rejects-00000.arrow", contract=RejectedRecord.CONTRACT,
-                                    contract_version=RejectedRecord.VERSION, rows=len(rejects), tokens=0, min_length=0,
-                                    max_length=0, bytes=(out / "rejects-00000.arrow").stat().st_size, sha256=digest,
-                                    config_hash=cfg_hash))
+        shards.append(
+            ShardManifest(
+                path="rejects-00000.arrow",
+                contract=RejectedRecord.CONTRACT,
+                contract_version=RejectedRecord.VERSION,
+                rows=len(rejects),
+                tokens=0,
+                min_length=0,
+                max_length=0,
+                bytes=(out / "rejects-00000.arrow").stat().st_size,
+                sha256=digest,
+                config_hash=cfg_hash,
+            )
+        )
     shutil.rmtree(staging, ignore_errors=True)
-    summaries = [BucketSummary(upper=e, rows=sum(s.rows for s in shards if s.bucket == e),
-                               tokens=sum(s.tokens for s in shards if s.bucket == e),
-                               shards=sum(s.bucket == e for s in shards)) for e in cfg.bucket_edges]
-    manifest = write_manifest(out, "tokenized", cfg.model_dump_json(), cfg_hash, shards, tokenizer=fmt.spec,
-                              bucket_edges=cfg.bucket_edges, input_rows=n_in, buckets=summaries,
-                              task_counts=counts(tasks), dropped=counts(dropped))
+    summaries = [
+        BucketSummary(
+            upper=e,
+            rows=sum(s.rows for s in shards if s.bucket == e),
+            tokens=sum(s.tokens for s in shards if s.bucket == e),
+            shards=sum(s.bucket == e for s in shards),
+        )
+        for e in cfg.bucket_edges
+    ]
+    manifest = write_manifest(
+        out,
+        "tokenized",
+        cfg.model_dump_json(),
+        cfg_hash,
+        shards,
+        tokenizer=fmt.spec,
+        bucket_edges=cfg.bucket_edges,
+        input_rows=n_in,
+        buckets=summaries,
+        task_counts=counts(tasks),
+        dropped=counts(dropped),
+    )
     from pipeline.stages.card import write_card
 
     write_card(out, manifest)
     return ShardResult(out, manifest, over_length=sum(dropped.values()))
 
 
-def _tokenized(source: Iterable[QARecord], fmt: ChatFormatter, cfg: ShardConfig, cfg_hash: str,
-               workers: int) -> Iterator[tuple[QARecord, dict]]:
+def _tokenized(
+    source: Iterable[QARecord], fmt: ChatFormatter, cfg: ShardConfig, cfg_hash: str, workers: int
+) -> Iterator[tuple[QARecord, dict]]:
     if workers <= 1:
         for rec in source:
             yield rec, tokenize_record(rec, fmt, cfg, cfg_hash)
@@ -235,10 +262,15 @@ def _existing(out: Path, cfg_hash: str) -> BuildManifest | None:
 
 
 def _over_length(rec: QARecord, length: int, limit: int) -> RejectedRecord:
-    return RejectedRecord(reject_id=make_id("rej", "shard", rec.qa_id), stage="shard",
-                          reason=RejectReason.OVER_MAX_BUCKET, task_type=rec.task_type, doc_ids=list(rec.doc_ids),
-                          detail=f"{rec.qa_id}: {length} tokens > last bucket {limit}; add a larger bucket edge "
-                          "or synthesize with smaller target lengths")
+    return RejectedRecord(
+        reject_id=make_id("rej", "shard", rec.qa_id),
+        stage="shard",
+        reason=RejectReason.OVER_MAX_BUCKET,
+        task_type=rec.task_type,
+        doc_ids=list(rec.doc_ids),
+        detail=f"{rec.qa_id}: {length} tokens > last bucket {limit}; add a larger bucket edge "
+        "or synthesize with smaller target lengths",
+    )
 
 
 def _spill(staging: Path, edge: int, b: _Bucket) -> None:
@@ -250,18 +282,23 @@ def _spill(staging: Path, edge: int, b: _Bucket) -> None:
     b.rows, b.tokens = [], 0
 
 
-def _write_bucket(out: Path, staging: Path, edge: int, runs: list[Path], cfg: ShardConfig,
-                  cfg_hash: str) -> Iterator[ShardManifest]:
+def _write_bucket(
+    out: Path, staging: Path, edge: int, runs: list[Path], cfg: ShardConfig, cfg_hash: str
+) -> Iterator[ShardManifest]:
     """Order a bucket by (length, example_id) and write it in shards, one shard in memory at a time."""
     table = pa.concat_tables([read_table(p) for p in runs])  # memory-mapped
-    order = pc.sort_indices(table.select(["length", "example_id"]),
-                            sort_keys=[("length", "ascending"), ("example_id", "ascending")])
+    order = pc.sort_indices(
+        table.select(["length", "example_id"]),
+        sort_keys=[("length", "ascending"), ("example_id", "ascending")],
+    )
     lengths = pc.take(table["length"], order).to_numpy()
     start, index = 0, 0
     while start < len(order):
         end = start
         tokens = 0
-        while end < len(order) and end - start < cfg.shard_rows and (tokens < cfg.shard_tokens or end == start):
+        while (
+            end < len(order) and end - start < cfg.shard_rows and (tokens < cfg.shard_tokens or end == start)
+        ):
             tokens += int(lengths[end])
             end += 1
         shard = table.take(order[start:end]).combine_chunks()
@@ -270,18 +307,29 @@ def _write_bucket(out: Path, staging: Path, edge: int, runs: list[Path], cfg: Sh
         digest = _write_ipc(staged, shard)
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged, out / rel)  # atomic: a shard is either absent or complete
-        yield ShardManifest(path=rel, contract=TokenizedExample.CONTRACT, contract_version=TokenizedExample.VERSION,
-                            rows=end - start, tokens=tokens, min_length=int(lengths[start]),
-                            max_length=int(lengths[end - 1]), bytes=(out / rel).stat().st_size, sha256=digest,
-                            bucket=edge, config_hash=cfg_hash)
+        yield ShardManifest(
+            path=rel,
+            contract=TokenizedExample.CONTRACT,
+            contract_version=TokenizedExample.VERSION,
+            rows=end - start,
+            tokens=tokens,
+            min_length=int(lengths[start]),
+            max_length=int(lengths[end - 1]),
+            bytes=(out / rel).stat().st_size,
+            sha256=digest,
+            bucket=edge,
+            config_hash=cfg_hash,
+        )
         start, index = end, index + 1
 
 
 def inspect_lines(out_dir: str | Path, width: int = 40) -> list[str]:
     """The manifest summary and a text histogram of rows per bucket."""
     m = load_manifest(out_dir)
-    lines = [f"{out_dir}: {m.kind}, {m.rows} rows, {m.tokens} tokens in {len(m.shards)} shards "
-             f"(tokenizer {m.tokenizer}, config {m.config_hash})"]
+    lines = [
+        f"{out_dir}: {m.kind}, {m.rows} rows, {m.tokens} tokens in {len(m.shards)} shards "
+        f"(tokenizer {m.tokenizer}, config {m.config_hash})"
+    ]
     top = max((b.rows for b in m.buckets), default=0) or 1
     for b in m.buckets:
         bar = "#" * round(width * b.rows / top)

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -125,8 +124,12 @@ def test_bad_inputs_name_the_file_and_fix(qa_dir, tmp_path):
         open_buckets(out)
     old = tmp_path / "old.arrow"  # a shard written with an older contract version
     table = read_table(out / res.manifest.shards[1].path)
-    write_table(old, table.replace_schema_metadata({b"lengthwise.contract": b"tokenized_example",
-                                                    b"lengthwise.version": b"0"}))
+    write_table(
+        old,
+        table.replace_schema_metadata(
+            {b"lengthwise.contract": b"tokenized_example", b"lengthwise.version": b"0"}
+        ),
+    )
     with pytest.raises(dc.ContractError, match="v0.*rebuild"):
         dc.check_schema(pa.ipc.open_stream(old.read_bytes()).schema, dc.TokenizedExample, str(old))
 
@@ -142,12 +145,20 @@ def test_dataset_card_renders(qa_dir, tmp_path):
 
 def test_shard_and_inspect_cli(qa_dir, tmp_path):
     run = [sys.executable, "-m", "pipeline"]
-    p = subprocess.run([*run, "shard", str(qa_dir), "--buckets", "512,1024,2048,4096", "--out", str(tmp_path / "s")],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [*run, "shard", str(qa_dir), "--buckets", "512,1024,2048,4096", "--out", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     assert "<=   1024" in p.stdout and "dropped over_max_bucket" in p.stdout
     p = subprocess.run([*run, "inspect", str(tmp_path / "s")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "#" in p.stdout
-    p = subprocess.run([*run, "shard", str(qa_dir), "--buckets", "900,300", "--out", str(tmp_path / "t")],
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [*run, "shard", str(qa_dir), "--buckets", "900,300", "--out", str(tmp_path / "t")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 1 and "increasing" in p.stderr

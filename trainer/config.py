@@ -1,0 +1,120 @@
+"""Typed training configuration: the curriculum is data, validated all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_STAGES = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RopeConfig(_Strict):
+    """RoPE change applied when a stage runs (and saved with the adapter)."""
+
+    type: Literal["linear", "dynamic", "yarn", "theta"]
+    factor: float = Field(1.0, ge=1.0, description="linear/dynamic/yarn scaling factor")
+    theta: float | None = Field(None, gt=0, description="new rope_theta (type theta)")
+
+
+class StageConfig(_Strict):
+    """One curriculum stage: packs of ``max_length`` tokens for ``steps`` optimizer steps."""
+
+    max_length: int = Field(ge=16)
+    steps: int | None = Field(None, ge=1)
+    tokens: int | None = Field(None, ge=1, description="alternative to steps: tokens to train on")
+    lr: float = Field(2e-4, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    replay_share: float = Field(0.0, ge=0, lt=1, description="share of samples drawn from shorter buckets")
+    rope: RopeConfig | None = None
+
+
+class LoraSettings(_Strict):
+    """LoRA through peft."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    plus: bool = Field(
+        False, description="LoRA+ (LongLoRA): also train embeddings and norms, saved with the adapter"
+    )
+    adalora: bool = Field(False, description="use AdaLoRA (adaptive ranks) instead of LoRA")
+
+
+class TrainConfig(_Strict):
+    """Everything a training run needs; YAML files map onto it one to one."""
+
+    model: str | None = Field(None, description="base model folder/hub ID (default: packaged SmolLM2)")
+    data: str = Field(description="folder written by `lengthwise shard`")
+    output_dir: str = "out/train"
+    stages: list[StageConfig] = Field(
+        default_factory=lambda: [StageConfig(max_length=n, steps=10) for n in DEFAULT_STAGES]
+    )
+    tokens_per_step: int | None = Field(
+        None, ge=16, description="constant across stages (default: 4 packs of the first stage)"
+    )
+    loss_norm: Literal["sequence", "token"] = "sequence"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    precision: Literal["bf16", "fp32"] = "bf16"
+    gradient_checkpointing: bool = True
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "flex_attention", "eager"] = "auto"
+    ce_chunk_tokens: int = Field(
+        2048, ge=64, description="tokens per cross-entropy chunk (no full fp32 logits)"
+    )
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    seed: int = 0
+    checkpoint_every: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(1, ge=1)
+    isolation_check: bool = Field(True, description="prove packed == unpacked losses before training")
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        problems = []
+        lengths = [s.max_length for s in self.stages]
+        if not self.stages:
+            problems.append("stages: at least one stage is needed")
+        if lengths != sorted(lengths):
+            problems.append(f"stages: max_length must not decrease ({lengths})")
+        for i, s in enumerate(self.stages):
+            if (s.steps is None) == (s.tokens is None):
+                problems.append(f"stages[{i}]: give exactly one of steps or tokens")
+        tps = self.tokens_per_step or (lengths[0] * 4 if lengths else 0)
+        for i, s in enumerate(self.stages):
+            if tps and tps % s.max_length:
+                problems.append(
+                    f"stages[{i}]: tokens_per_step {tps} must be a multiple of max_length {s.max_length}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def step_tokens(self) -> int:
+        """Tokens per optimizer step (constant across stages)."""
+        return self.tokens_per_step or self.stages[0].max_length * 4
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML config; every problem is reported at once with its field."""
+    from pipeline.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([str(exc)], str(path)) from exc
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(
+            [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()], str(path)
+        ) from exc

@@ -1,0 +1,288 @@
+"""The training recipe: setup -> stages -> cleanup. Read top to bottom; no framework.
+
+Progressive length: each stage packs the samples that fit its length (best-fit decreasing, packs
+shuffled), keeps tokens per optimizer step constant, and trains LoRA with per-step sum/sum loss
+normalisation. A deterministic plan plus checkpoints of adapter, optimizer, scheduler, RNG and the
+(stage, step) cursor make a killed run resume with the same per-step losses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data_contracts import content_hash
+from data_contracts.reader import open_buckets
+from trainer import checkpoint, distributed
+from trainer.batch import PackedBatch, collate, step_totals
+from trainer.config import TrainConfig
+from trainer.loss import weighted_loss
+from trainer.metrics import MetricLogger, plot_losses
+from trainer.model import add_lora, apply_rope, enable_checkpointing, hidden_and_head, load_base, save_adapter
+from trainer.plan import StagePlan, plan_stage
+
+log = logging.getLogger(__name__)
+
+
+class Rows:
+    """Zero-copy access to token ids and loss weights of the memory-mapped shards."""
+
+    def __init__(self, dataset) -> None:
+        table = dataset.data.table
+        self.ids, self.weights = table["input_ids"], table["loss_weights"]
+        self.lengths = table["length"].to_numpy()
+
+    def sample(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, loss_weights)`` of row ``i``."""
+        return self.ids[i].values.to_numpy(), self.weights[i].values.to_numpy()
+
+
+@dataclass
+class Run:
+    """Everything ``setup`` builds."""
+
+    cfg: TrainConfig
+    world: distributed.World
+    rows: Rows
+    plans: list[StagePlan]
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    state: checkpoint.TrainState
+    metrics: MetricLogger
+    output: Path
+    base_path: str
+    rope: dict | None = None
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """What makes two runs the same run (logging and checkpoint cadence do not)."""
+    return content_hash(
+        cfg.model_dump(
+            mode="json", exclude={"checkpoint_every", "keep_checkpoints", "log_every", "output_dir"}
+        )
+    )
+
+
+def lr_schedule(plans: list[StagePlan], cfg: TrainConfig):
+    """Learning rate at each global step: per-stage warmup then cosine decay to 10%."""
+    table = []
+    for plan, stage in zip(plans, cfg.stages, strict=True):
+        n = len(plan.steps)
+        for s in range(n):
+            warm = min(1.0, (s + 1) / stage.warmup_steps) if stage.warmup_steps else 1.0
+            progress = max(0.0, (s - stage.warmup_steps) / max(1, n - stage.warmup_steps))
+            table.append(stage.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))))
+    return lambda g: table[min(g, len(table) - 1)]
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Data, plan, model with LoRA, optimizer; resume from the latest checkpoint when there is one."""
+    world = distributed.init()
+    torch.manual_seed(cfg.seed)
+    output = Path(cfg.output_dir)
+    data = open_buckets(cfg.data, 0, cfg.stages[-1].max_length)
+    rows = Rows(data)
+    plans, prev = [], 0
+    for i, stage in enumerate(cfg.stages):
+        plans.append(plan_stage(i, rows.lengths, stage, prev, cfg.step_tokens, world.size, cfg.seed))
+        prev = stage.max_length
+    model, base_path = load_base(cfg, world.device)
+    model = add_lora(model, cfg.lora, sum(len(p.steps) for p in plans))
+    enable_checkpointing(model) if cfg.gradient_checkpointing else model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1.0, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(plans, cfg))
+    metrics = MetricLogger(output, enabled=world.main)
+    state = checkpoint.TrainState(config_hash=config_hash(cfg))
+    run = Run(cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path)
+    resume(run)
+    return run
+
+
+def resume(run: Run) -> None:
+    """Continue from the newest checkpoint of the same run; refuse one from a different config."""
+    path = checkpoint.latest(run.output)
+    if path is None:
+        return
+    saved = json.loads((path / "state.json").read_text())
+    if saved["config_hash"] != run.state.config_hash:
+        raise RuntimeError(
+            f"{path} belongs to a different training config; use a new output_dir or delete it"
+        )
+    run.state = checkpoint.restore(path, run.model, run.optimizer, run.scheduler)
+    if run.world.main:  # drop log rows of steps that will run again
+        kept = [r for r in run.metrics.rows() if r["step"] <= run.state.global_step]
+        run.metrics.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    log.info("resumed from %s at stage %d step %d", path, run.state.stage, run.state.step)
+
+
+def check_isolation(run: Run, tol: float = 1e-4) -> None:
+    """Prove packed samples do not see each other: per-sample loss packed == alone."""
+    rows = run.plans[0].steps[0][0][:2]
+    if len(rows) < 2:
+        return
+    samples = [run.rows.sample(i) for i in rows]
+    was_training = run.model.training
+    run.model.eval()
+    with torch.no_grad():
+        alone = [_loss(run, collate([s], "token", 1, max(float(s[1][1:].sum()), 1e-9))) for s in samples]
+        # Packed: weight only one sample at a time.
+        packed = []
+        for k in range(2):
+            masked = [(ids, w if j == k else np.zeros_like(w)) for j, (ids, w) in enumerate(samples)]
+            packed.append(_loss(run, collate(masked, "token", 1, max(float(samples[k][1][1:].sum()), 1e-9))))
+    run.model.train(was_training)
+    for a, p in zip(alone, packed, strict=True):
+        if abs(a - p) > tol * max(1.0, abs(a)):
+            raise RuntimeError(
+                f"packed samples leak attention (alone {a:.6f} vs packed {p:.6f}) with "
+                f"attn_implementation={run.model.config._attn_implementation}; use sdpa, flex or "
+                "flash_attention_2 with position_ids and no attention mask"
+            )
+
+
+def _loss(run: Run, batch: PackedBatch) -> float:
+    batch = batch.to(run.world.device)
+    hidden, head = hidden_and_head(run.model, batch.input_ids, batch.position_ids)
+    return float(weighted_loss(hidden.float(), head.float(), batch.targets, batch.target_weights))
+
+
+def _autocast(run: Run):
+    if run.cfg.precision == "bf16":
+        return torch.autocast(run.world.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(run: Run, plan: StagePlan, step: int) -> tuple[float, int]:
+    """One optimizer step over this rank's packs; returns (global step loss, global tokens)."""
+    cfg, world = run.cfg, run.world
+    every = [run.rows.sample(i)[1] for pack in plan.steps[step] for i in pack]
+    n_seqs, weight_sum = step_totals(every)  # over all packs of all ranks: exact sum/sum normalisation
+    run.optimizer.zero_grad(set_to_none=True)
+    loss_sum, tokens = 0.0, 0
+    for pack in plan.packs_for(step, world.rank, world.size):
+        batch = collate([run.rows.sample(i) for i in pack], cfg.loss_norm, n_seqs, weight_sum).to(
+            world.device
+        )
+        with _autocast(run):
+            hidden, head = hidden_and_head(run.model, batch.input_ids, batch.position_ids)
+        loss = weighted_loss(hidden, head, batch.targets, batch.target_weights, cfg.ce_chunk_tokens)
+        loss.backward()  # summed over micro-batches: no division by the number of packs
+        loss_sum += float(loss.detach())
+        tokens += batch.tokens
+    params = [p for p in run.model.parameters() if p.requires_grad]
+    distributed.sum_gradients(params, world)
+    if cfg.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    if cfg.lora.adalora:
+        run.model.base_model.update_and_allocate(run.state.global_step)
+    return distributed.sum_scalar(loss_sum, world), int(distributed.sum_scalar(tokens, world))
+
+
+def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
+    """Run the remaining steps of one stage; returns False if stopped early at global step ``stop_at``."""
+    from tqdm import tqdm
+
+    cfg, state = run.cfg, run.state
+    first = state.step if state.stage == plan.index else 0
+    bar = tqdm(
+        range(first, len(plan.steps)),
+        desc=f"stage {plan.index} (<= {plan.max_length})",
+        disable=not run.world.main or None,
+        initial=first,
+        total=len(plan.steps),
+    )
+    for step in bar:
+        t0 = time.perf_counter()
+        loss, tokens = train_step(run, plan, step)
+        state.global_step += 1
+        state.step, state.stage = step + 1, plan.index
+        state.tokens_seen += tokens
+        state.losses.append(loss)
+        row = {
+            "step": state.global_step,
+            "stage": plan.index,
+            "stage_length": plan.max_length,
+            "loss": loss,
+            "lr": run.scheduler.get_last_lr()[0],
+            "tokens": tokens,
+            "tokens_per_s": tokens / (time.perf_counter() - t0),
+            "pack_fill": plan.fill,
+        }
+        if state.global_step % cfg.log_every == 0:
+            run.metrics.log(row)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        last = step + 1 == len(plan.steps)
+        if run.world.main and (state.global_step % cfg.checkpoint_every == 0 or last):
+            if last:
+                state.stage, state.step = plan.index + 1, 0
+            checkpoint.save(run.output, state, run.model, run.optimizer, run.scheduler, cfg.keep_checkpoints)
+        distributed.barrier(run.world)
+        if stop_at is not None and state.global_step >= stop_at:
+            return False
+    state.stage, state.step = plan.index + 1, 0
+    if run.world.main:
+        save_adapter(run.model, run.output / "stages" / f"stage-{plan.index}-{plan.max_length}", run.rope)
+    return True
+
+
+def cleanup(run: Run) -> dict:
+    """Save the final adapter, the loss plot and a summary; leave the process group."""
+    summary = {}
+    if run.world.main:
+        save_adapter(run.model, run.output / "adapter", run.rope)
+        rows = run.metrics.rows()
+        if rows:
+            plot_losses(rows, run.output / "loss_by_stage.png")
+        summary = {
+            "steps": run.state.global_step,
+            "tokens": run.state.tokens_seen,
+            "base_model": run.base_path,
+            "stages": [
+                {
+                    "max_length": p.max_length,
+                    "steps": len(p.steps),
+                    "samples": p.samples,
+                    "pack_fill": round(p.fill, 4),
+                    "deferred": p.deferred,
+                }
+                for p in run.plans
+            ],
+            "first_loss": rows[0]["loss"] if rows else None,
+            "last_loss": rows[-1]["loss"] if rows else None,
+        }
+        (run.output / "summary.json").write_text(json.dumps(summary, indent=2))
+        run.metrics.close()
+    distributed.shutdown()
+    return summary
+
+
+def current_rope(cfg: TrainConfig, index: int):
+    """The RoPE setting in force at stage ``index``: the latest one defined up to it."""
+    return next((s.rope for s in reversed(cfg.stages[: index + 1]) if s.rope is not None), None)
+
+
+def train(cfg: TrainConfig, stop_at: int | None = None) -> dict:
+    """The whole recipe. ``stop_at`` ends the run after that global step (tests, budgets)."""
+    run = setup(cfg)
+    if cfg.isolation_check and run.state.global_step == 0:
+        check_isolation(run)
+    for plan in run.plans:
+        if plan.index < run.state.stage:
+            continue
+        run.rope = apply_rope(run.model, current_rope(cfg, plan.index))
+        if not train_stage(run, plan, stop_at):
+            distributed.shutdown()
+            return {"stopped_at": run.state.global_step}
+    return cleanup(run)
