@@ -64,6 +64,7 @@ class TrainConfig(_Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     precision: Literal["bf16", "fp32"] = "bf16"
     gradient_checkpointing: bool = True
+    offload_activations: bool = Field(False, description="keep checkpointed activations in host memory (GPU, 32K+)")
     attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "flex_attention", "eager"] = "auto"
     ce_chunk_tokens: int = Field(
         2048, ge=64, description="tokens per cross-entropy chunk (no full fp32 logits)"

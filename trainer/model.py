@@ -117,11 +117,17 @@ def add_lora(model, lora: LoraSettings, total_steps: int):
     return peft_model
 
 
-def enable_checkpointing(model) -> None:
-    """Non-reentrant gradient checkpointing (needs train mode, or it silently does nothing)."""
+def enable_checkpointing(model, offload: bool = False) -> None:
+    """Non-reentrant activation checkpointing (needs train mode, or it silently does nothing).
+
+    ``offload`` keeps the saved layer inputs in pinned host memory: at 32K+ tokens they dominate GPU memory.
+    """
     model.train()
-    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False},
+                                              offload=offload)
+    else:  # transformers < 5.2
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
 
 

@@ -97,7 +97,10 @@ def setup(cfg: TrainConfig) -> Run:
         prev = stage.max_length
     model, base_path = load_base(cfg, world.device)
     model = add_lora(model, cfg.lora, sum(len(p.steps) for p in plans))
-    enable_checkpointing(model) if cfg.gradient_checkpointing else model.train()
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(model, offload=cfg.offload_activations and world.device.type == "cuda")
+    else:
+        model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1.0, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(plans, cfg))
