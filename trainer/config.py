@@ -33,6 +33,12 @@ class StageConfig(_Strict):
     warmup_steps: int = Field(0, ge=0)
     replay_share: float = Field(0.0, ge=0, lt=1, description="share of samples drawn from shorter buckets")
     rope: RopeConfig | None = None
+    gate_min_accuracy: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="passkey accuracy needed at this stage's length before moving on (needs gate_haystack)",
+    )
 
 
 class LoraSettings(_Strict):
@@ -64,7 +70,9 @@ class TrainConfig(_Strict):
     lora: LoraSettings = Field(default_factory=LoraSettings)
     precision: Literal["bf16", "fp32"] = "bf16"
     gradient_checkpointing: bool = True
-    offload_activations: bool = Field(False, description="keep checkpointed activations in host memory (GPU, 32K+)")
+    offload_activations: bool = Field(
+        False, description="keep checkpointed activations in host memory (GPU, 32K+)"
+    )
     attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "flex_attention", "eager"] = "auto"
     ce_chunk_tokens: int = Field(
         2048, ge=64, description="tokens per cross-entropy chunk (no full fp32 logits)"
@@ -77,6 +85,7 @@ class TrainConfig(_Strict):
     log_every: int = Field(1, ge=1)
     isolation_check: bool = Field(True, description="prove packed == unpacked losses before training")
     trust_remote_code: bool = False
+    gate_haystack: list[str] = Field(default_factory=list, description="documents for stage-gate probes")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -95,6 +104,8 @@ class TrainConfig(_Strict):
                 problems.append(
                     f"stages[{i}]: tokens_per_step {tps} must be a multiple of max_length {s.max_length}"
                 )
+        if any(s.gate_min_accuracy is not None for s in self.stages) and not self.gate_haystack:
+            problems.append("gate_haystack: stage gates need documents for their passkey probes")
         if problems:
             raise ValueError("; ".join(problems))
         return self

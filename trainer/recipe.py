@@ -237,7 +237,45 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
     state.stage, state.step = plan.index + 1, 0
     if run.world.main:
         save_adapter(run.model, run.output / "stages" / f"stage-{plan.index}-{plan.max_length}", run.rope)
+    gate(run, plan)
     return True
+
+
+class StageGateFailed(RuntimeError):
+    """The model did not reach the required probe accuracy at a stage's length."""
+
+
+def gate(run: Run, plan: StagePlan) -> None:
+    """Optional promotion check: passkey accuracy at the stage length must reach the configured minimum."""
+    need = run.cfg.stages[plan.index].gate_min_accuracy
+    if need is None:
+        return
+    from pipeline.chat import ChatFormatter
+    from trainer.evaluation.api import _haystack_docs
+    from trainer.evaluation.probes import probe_grid
+    from trainer.evaluation.runner import run_probes
+
+    fmt = ChatFormatter(run.base_path)
+    probes = probe_grid(_haystack_docs(run.cfg.gate_haystack), fmt, [plan.max_length], [10.0, 50.0, 90.0])
+    run.model.eval()
+    results = run_probes(run.model, fmt, [p for p in probes if p.record.task_type.value == "passkey"])
+    run.model.train()
+    acc = sum(r["correct"] for r in results) / max(1, len(results))
+    if run.world.main:
+        run.metrics.log(
+            {
+                "step": run.state.global_step,
+                "stage": plan.index,
+                "stage_length": plan.max_length,
+                "gate_accuracy": acc,
+            }
+        )
+    if acc < need:
+        raise StageGateFailed(
+            f"stage {plan.index} (<= {plan.max_length} tokens): passkey accuracy {acc:.2f} < "
+            f"required {need:.2f}; the adapter so far is in {run.output / 'stages'}. Train this "
+            "stage longer (steps/lr) or lower gate_min_accuracy"
+        )
 
 
 def cleanup(run: Run) -> dict:

@@ -7,6 +7,7 @@ import typer
 from pipeline.cli import common
 from pipeline.cli.basic import register as _register_basic
 from pipeline.cli.chunk_cmd import register as _register_chunk
+from pipeline.cli.eval_cmd import register as _register_eval
 from pipeline.cli.shard_cmd import register as _register_shard
 from pipeline.cli.synth_cmd import register as _register_synth
 from pipeline.cli.train_cmd import register as _register_train
@@ -34,6 +35,7 @@ _register_chunk(app)
 _register_synth(app)
 _register_shard(app)
 _register_train(app)
+_register_eval(app)
 
 
 def main() -> None:

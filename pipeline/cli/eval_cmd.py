@@ -1,0 +1,50 @@
+"""``lengthwise eval``: retrieval probes by length x depth, perplexity and QA accuracy, base vs adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def eval_cmd(
+    model: str = typer.Option(None, help="Base model folder or hub ID (default: packaged SmolLM2)."),
+    adapter: list[Path] = typer.Option([], help="Adapter folder(s) to compare with the base (repeatable)."),
+    haystack: list[Path] = typer.Option([Path("samples/corpus")], help="Documents for the probe haystacks."),
+    lengths: str = typer.Option("512,1024", help="Context lengths in tokens."),
+    depths: str = typer.Option("0,50,100", help="Evidence depths in percent."),
+    tasks: str = typer.Option("passkey,needle_multikey", help="Probe tasks."),
+    per_cell: int = typer.Option(1, help="Probes per (task, length, depth)."),
+    data: Path = typer.Option(None, help="Held-out tokenized shards for perplexity by length."),
+    qa: Path = typer.Option(None, help="Held-out QA folder for EM/F1 by length."),
+    out: Path = typer.Option(Path("out/eval"), help="Report folder."),
+    no_base: bool = typer.Option(False, help="Skip the base model."),
+) -> None:
+    """Evaluate long-context use and write results.json, report.md and plots."""
+    from trainer.evaluation.api import EvalConfig, evaluate
+
+    cfg = EvalConfig(
+        model=model,
+        adapters=[str(a) for a in adapter],
+        include_base=not no_base,
+        haystack=[str(h) for h in haystack],
+        lengths=[int(x) for x in lengths.split(",")],
+        depths=[float(x) for x in depths.split(",")],
+        tasks=tasks.split(","),
+        per_cell=per_cell,
+        data=str(data) if data else None,
+        qa=str(qa) if qa else None,
+        out=str(out),
+    )
+    result = evaluate(cfg)
+    for m in result["models"]:
+        acc = m["probe_accuracy_by_length"]
+        typer.echo(
+            f"{m['name']}: probe accuracy by length " + ", ".join(f"{k}: {v:.2f}" for k, v in acc.items())
+        )
+    typer.echo(f"wrote {out}/report.md")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` to ``app``."""
+    app.command("eval")(eval_cmd)
