@@ -17,11 +17,16 @@ import importlib.util
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pipeline.errors import AssetError
+
+# transformers' loading swaps process-global state (the default device during meta init), so two
+# threads loading models at once can corrupt each other: every model load in lengthwise holds this.
+MODEL_LOAD_LOCK = threading.RLock()
 
 SMOLLM2 = "smollm2-135m"
 MINILM = "minilm"

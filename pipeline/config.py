@@ -138,3 +138,31 @@ class ShardConfig(StageConfig):
         if not v or sorted(set(v)) != v or v[0] < 1:
             raise ValueError("bucket_edges must be strictly increasing positive integers")
         return v
+
+
+def load_yaml(path, model: type[BaseModel]):
+    """Load ``path`` into ``model``; every problem is reported at once with where it is and a fix."""
+    from pathlib import Path
+
+    import yaml
+    from pydantic import ValidationError
+
+    from pipeline.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError([f"cannot read it: {exc}"], str(path)) from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            where = ".".join(map(str, e["loc"])) or "(top level)"
+            hint = {
+                "extra_forbidden": "remove it or fix its spelling",
+                "missing": "add it",
+                "literal_error": "use one of the allowed values",
+            }.get(e["type"], "fix the value")
+            problems.append(f"{where}: {e['msg']} ({hint})")
+        raise ConfigError(problems, str(path)) from exc

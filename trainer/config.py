@@ -58,7 +58,7 @@ class TrainConfig(_Strict):
     """Everything a training run needs; YAML files map onto it one to one."""
 
     model: str | None = Field(None, description="base model folder/hub ID (default: packaged SmolLM2)")
-    data: str = Field(description="folder written by `lengthwise shard`")
+    data: str = Field("", description="folder written by `lengthwise shard` (set by the run flow when empty)")
     output_dir: str = "out/train"
     stages: list[StageConfig] = Field(
         default_factory=lambda: [StageConfig(max_length=n, steps=10) for n in DEFAULT_STAGES]

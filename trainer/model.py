@@ -42,13 +42,16 @@ def load_base(cfg: TrainConfig, device: torch.device):
 
     path = resolve_model(cfg.model)
     dtype = torch.bfloat16 if (cfg.precision == "bf16" and device.type == "cuda") else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        dtype=dtype,
-        use_safetensors=True,
-        attn_implementation=pick_attention(cfg.attn_implementation, device),
-        trust_remote_code=cfg.trust_remote_code,
-    )
+    from pipeline.assets import MODEL_LOAD_LOCK
+
+    with MODEL_LOAD_LOCK:
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=dtype,
+            use_safetensors=True,
+            attn_implementation=pick_attention(cfg.attn_implementation, device),
+            trust_remote_code=cfg.trust_remote_code,
+        )
     model.to(device)
     model.config.use_cache = False
     return model, path
@@ -152,7 +155,10 @@ def load_adapter(base_path: str, adapter_dir: str | Path, device: str = "cpu", d
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, use_safetensors=True).to(device)
+    from pipeline.assets import MODEL_LOAD_LOCK
+
+    with MODEL_LOAD_LOCK:
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, use_safetensors=True).to(device)
     rope_file = Path(adapter_dir) / ROPE_FILE
     if rope_file.exists():
         params = json.loads(rope_file.read_text())

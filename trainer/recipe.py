@@ -86,6 +86,10 @@ def lr_schedule(plans: list[StagePlan], cfg: TrainConfig):
 
 def setup(cfg: TrainConfig) -> Run:
     """Data, plan, model with LoRA, optimizer; resume from the latest checkpoint when there is one."""
+    if not cfg.data:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(["data: the folder written by `lengthwise shard` is required"], "train")
     world = distributed.init()
     torch.manual_seed(cfg.seed)
     output = Path(cfg.output_dir)

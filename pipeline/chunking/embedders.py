@@ -52,10 +52,13 @@ class SentenceTransformerEmbedder:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
+            from pipeline.assets import MODEL_LOAD_LOCK
+
             device = self.device or _default_device()
-            self._model = SentenceTransformer(
-                self.path, device=device, trust_remote_code=self.trust_remote_code
-            )
+            with MODEL_LOAD_LOCK:
+                self._model = SentenceTransformer(
+                    self.path, device=device, trust_remote_code=self.trust_remote_code
+                )
             if self.max_seq_tokens and getattr(self._model, "max_seq_length", None):
                 self._model.max_seq_length = min(self._model.max_seq_length, self.max_seq_tokens)
         return self._model

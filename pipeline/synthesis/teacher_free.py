@@ -104,6 +104,7 @@ class Haystack:
             raise ValueError("teacher-free tasks need at least one source document for the haystack")
         self.docs = sorted(docs, key=lambda d: d.doc_id)
         self.total_chars = sum(d.n_chars for d in self.docs)
+        self.fingerprint = content_hash([d.doc_id for d in self.docs])
 
     def build(self, n_chars: int, rng: random.Random) -> ContextBuilder:
         """At least ``n_chars`` of text (or all of it, repeated), starting at a seeded document."""
@@ -150,7 +151,11 @@ class TeacherFreeGenerator:
                 bins = list(range(self.depth_bins))
                 random.Random(f"{seed}-{task.value}-{length}").shuffle(bins)
                 for i in range(per_cell):
-                    example_seed = int(content_hash(seed, task.value, length, i), 16) % (2**31)
+                    # The haystack's documents are part of the seed: builds over other documents get
+                    # other records (and other IDs) from the same seed.
+                    example_seed = int(
+                        content_hash(seed, task.value, length, i, self.haystack.fingerprint), 16
+                    ) % (2**31)
                     rng = random.Random(example_seed)
                     depth = (bins[i % len(bins)] + rng.random()) / self.depth_bins
                     yield self.make(task, length, depth, rng, example_seed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -246,28 +247,17 @@ class LocalTransformersTeacher:
     def _load(self):
         if self._lm is None:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
 
             self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._tok = AutoTokenizer.from_pretrained(self.path, trust_remote_code=self.trust_remote_code)
-            self._tok.padding_side = "left"
-            if self._tok.pad_token is None:
-                self._tok.pad_token = self._tok.eos_token
-            dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-            self._lm = (
-                AutoModelForCausalLM.from_pretrained(
-                    self.path, dtype=dtype, use_safetensors=True, trust_remote_code=self.trust_remote_code
-                )
-                .to(self.device)
-                .eval()
-            )
+            self._lm, self._tok = _shared_model(self.path, self.device, self.trust_remote_code)
         return self._lm, self._tok
 
     def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | TeacherError]:
-        """Generate for every request, in batches of similar settings."""
+        """Generate for every request, in batches (one batch at a time per process: it uses every core)."""
         out: list[ChatResponse | TeacherError] = []
         for i in range(0, len(requests), self.batch_size):
-            out.extend(self._batch(list(requests[i : i + self.batch_size])))
+            with _GENERATE_LOCK:
+                out.extend(self._batch(list(requests[i : i + self.batch_size])))
         return out
 
     def _batch(self, reqs: list[ChatRequest]) -> list[ChatResponse | TeacherError]:
@@ -316,6 +306,37 @@ class LocalTransformersTeacher:
                 )
             )
         return results
+
+
+_LOAD_LOCK = threading.Lock()
+_GENERATE_LOCK = threading.Lock()
+_MODELS: dict[tuple[str, str, bool], tuple] = {}
+
+
+def _shared_model(path: str, device: str, trust_remote_code: bool):
+    """One loaded copy per (model, device) and process.
+
+    Loading is serialised: ``from_pretrained`` is not thread-safe (concurrent loads in one process can
+    leave meta tensors and untied heads).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    key = (path, device, trust_remote_code)
+    from pipeline.assets import MODEL_LOAD_LOCK
+
+    with _LOAD_LOCK, MODEL_LOAD_LOCK:
+        if key not in _MODELS:
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            tok.padding_side = "left"
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            dtype = torch.bfloat16 if device == "cuda" else torch.float32
+            lm = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+            )
+            _MODELS[key] = (lm.to(device).eval(), tok)
+        return _MODELS[key]
 
 
 def _json_end(text: str) -> int | None:

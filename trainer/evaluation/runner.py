@@ -49,7 +49,10 @@ def load_model(base: str, adapter: str | Path | None, device: str, dtype: torch.
 
     if adapter is not None:
         return load_adapter(base, adapter, device=device, dtype=dtype)
-    return AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True).to(device).eval()
+    from pipeline.assets import MODEL_LOAD_LOCK
+
+    with MODEL_LOAD_LOCK:
+        return AutoModelForCausalLM.from_pretrained(base, dtype=dtype, use_safetensors=True).to(device).eval()
 
 
 @torch.inference_mode()

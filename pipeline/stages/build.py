@@ -1,0 +1,185 @@
+"""Batch-level stage functions for orchestrated builds: each takes and returns folder paths.
+
+Every function is idempotent: an output folder counts as done when its ``manifest.json`` exists and
+records the same configuration and input hashes, so a rerun (or a rerun after SIGKILL) redoes only
+unfinished batches and produces the same bytes an uninterrupted build would.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from data_contracts import RejectedRecord, SourceDocument, content_hash
+from data_contracts.io import write_records
+from pipeline.config import ChunkerConfig, ShardConfig, SynthConfig, TeacherConfig
+from pipeline.io.readers import InputProblem, read_documents, read_hf_dataset
+from pipeline.stages.chunk import chunk_corpus, reject_for
+from pipeline.stages.shard import ShardResult, build_shards
+from pipeline.stages.synth import synthesize_corpus
+from pipeline.validate import load_manifest
+
+
+class Source(BaseModel):
+    """Where documents come from: files/folders (txt, md, rst, jsonl, parquet) or a ``datasets`` dataset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str | None = None
+    dataset: str | None = Field(None, description="a `datasets` name or a save_to_disk folder")
+    split: str = "train"
+    text_field: str = "text"
+    max_docs: int | None = Field(None, ge=1)
+
+
+class RunnerConfig(BaseModel):
+    """How Prefect runs the mapped tasks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["threads", "dask", "ray"] = "threads"
+    max_workers: int = Field(2, ge=1)
+    address: str | None = Field(None, description="existing Dask scheduler / Ray cluster address")
+
+
+class BuildConfig(BaseModel):
+    """A dataset build: sources -> chunks -> QA -> tokenized shards."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "lengthwise-build"
+    sources: list[Source]
+    output_dir: str = "out/build"
+    docs_per_batch: int = Field(8, ge=1)
+    chunker: ChunkerConfig = Field(default_factory=ChunkerConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    teacher: TeacherConfig = Field(default_factory=lambda: TeacherConfig(kind="none"))
+    shard: ShardConfig = Field(default_factory=ShardConfig)
+    teacher_concurrency: int = Field(2, ge=1, description="teacher batches in flight across the build")
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+
+
+def _done(folder: Path, key: str) -> bool:
+    marker = folder / ".lengthwise-input"
+    return (folder / "manifest.json").exists() and marker.exists() and marker.read_text() == key
+
+
+def _mark(folder: Path, key: str) -> None:
+    (folder / ".lengthwise-input").write_text(key)
+
+
+def folder_hash(folder: str | Path) -> str:
+    """Content hash of a stage folder (its manifest's shard hashes)."""
+    return content_hash([(s.path, s.sha256) for s in load_manifest(folder).shards])
+
+
+def _iter_sources(sources: list[Source]) -> Iterator[SourceDocument | InputProblem]:
+    for src in sources:
+        items = (
+            read_hf_dataset(src.dataset, src.split, src.text_field)
+            if src.dataset
+            else read_documents([src.path], text_field=src.text_field)
+        )
+        n = 0
+        for item in items:
+            if isinstance(item, SourceDocument):
+                n += 1
+                if src.max_docs and n > src.max_docs:
+                    continue
+            yield item
+
+
+def ingest(sources: list[Source], out_dir: str | Path, docs_per_batch: int) -> list[str]:
+    """Read every source into batches of documents (``docs/batch-XXXXX.arrow``); return their paths.
+
+    Bad inputs are listed in ``docs/rejects.arrow`` and ``docs/skipped.json`` and skipped.
+    """
+    out = Path(out_dir) / "docs"
+    out.mkdir(parents=True, exist_ok=True)
+    docs, problems, seen = [], [], set()
+    for item in _iter_sources(sources):
+        if isinstance(item, InputProblem):
+            problems.append(item)
+        elif item.doc_id not in seen:
+            seen.add(item.doc_id)
+            docs.append(item)
+    docs.sort(key=lambda d: d.doc_id)  # batches do not depend on listing order
+    paths = []
+    for i in range(0, len(docs), docs_per_batch):
+        batch = docs[i : i + docs_per_batch]
+        path = out / f"batch-{content_hash([d.doc_id for d in batch])}.arrow"
+        if not path.exists():
+            write_records(path, batch, SourceDocument)
+        paths.append(str(path))
+    write_records(out / "rejects.arrow", [reject_for(p) for p in problems], RejectedRecord)
+    (out / "skipped.json").write_text(
+        json.dumps([{"source": p.source, "reason": p.reason} for p in problems], indent=1)
+    )
+    return paths
+
+
+def chunk_batch(doc_shard: str, out_root: str | Path, cfg: ChunkerConfig) -> str:
+    """Chunk one document batch into ``chunks/<batch>/`` (skipped when already done)."""
+    from data_contracts.io import read_records
+
+    out = Path(out_root) / "chunks" / Path(doc_shard).stem
+    key = content_hash(Path(doc_shard).name, cfg.model_dump(mode="json"))
+    if not _done(out, key):
+        chunk_corpus(list(read_records(doc_shard, SourceDocument)), out, cfg)
+        _mark(out, key)
+    return str(out)
+
+
+def synthesize_batch(
+    chunk_dir: str,
+    out_root: str | Path,
+    synth: SynthConfig,
+    teacher: TeacherConfig,
+    cache_path: str | None = None,
+) -> str:
+    """Synthesize QA for one chunk folder into ``qa/<batch>/`` (teacher calls are cached below this)."""
+    out = Path(out_root) / "qa" / Path(chunk_dir).name
+    key = content_hash(folder_hash(chunk_dir), synth.model_dump(mode="json"), teacher.model_dump(mode="json"))
+    if not _done(out, key):
+        synthesize_corpus([chunk_dir], out, synth, teacher, cache_path=cache_path)
+        _mark(out, key)
+    return str(out)
+
+
+def shard_all(qa_dirs: list[str], out_root: str | Path, cfg: ShardConfig) -> str:
+    """Tokenize and shard every QA folder into ``shards/`` (skipped when identical)."""
+    out = Path(out_root) / "shards"
+    result: ShardResult = build_shards(sorted(qa_dirs), out, cfg)
+    return str(result.out_dir)
+
+
+def build_counts(out_root: str | Path) -> list[dict]:
+    """Rows per stage and reason, for a build report table."""
+    root = Path(out_root)
+    rows = []
+    skipped = (
+        json.loads((root / "docs" / "skipped.json").read_text())
+        if (root / "docs" / "skipped.json").exists()
+        else []
+    )
+    rows.append({"stage": "ingest", "item": "skipped inputs", "count": len(skipped)})
+    for stage in ("chunks", "qa"):
+        for folder in sorted((root / stage).glob("*")):
+            if (folder / "manifest.json").exists():
+                m = load_manifest(folder)
+                for s in m.shards:
+                    rows.append({"stage": stage, "item": s.contract, "count": s.rows})
+                for d in m.dropped:
+                    rows.append({"stage": stage, "item": f"rejected: {d.name}", "count": d.count})
+    if (root / "shards" / "manifest.json").exists():
+        m = load_manifest(root / "shards")
+        rows += [{"stage": "shards", "item": f"bucket <= {b.upper}", "count": b.rows} for b in m.buckets]
+        rows += [{"stage": "shards", "item": f"dropped: {d.name}", "count": d.count} for d in m.dropped]
+    merged: dict[tuple[str, str], int] = {}
+    for r in rows:
+        merged[(r["stage"], r["item"])] = merged.get((r["stage"], r["item"]), 0) + r["count"]
+    return [{"stage": s, "item": i, "count": c} for (s, i), c in merged.items()]
