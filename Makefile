@@ -31,8 +31,7 @@ setup-dev: $(VENV)/.installed-dev
 	$(BIN)/lengthwise assets
 
 demo: setup
-	$(BIN)/lengthwise chunk samples/corpus --method recursive --max-tokens 512 --out out/demo/chunks
-	$(BIN)/lengthwise validate out/demo/chunks
+	$(BIN)/lengthwise run configs/demo.yaml
 
 test: setup-dev
 	$(BIN)/ruff check .

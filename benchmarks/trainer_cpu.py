@@ -125,7 +125,7 @@ def throughput(lengths: np.ndarray, n: int = 120) -> dict:
 
 
 MEM = """
-import resource, sys, torch
+import sys, threading, time, psutil, torch
 sys.path.insert(0, {repo!r})
 from benchmarks.trainer_cpu import model
 from trainer.batch import collate
@@ -135,12 +135,19 @@ import numpy as np
 L = int(sys.argv[1])
 m = model(49152)
 m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={{"use_reentrant": False}}); m.enable_input_require_grads()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+proc = psutil.Process()
+base = proc.memory_info().rss
+peak = [base]
+done = threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss); time.sleep(0.002)
+threading.Thread(target=sample, daemon=True).start()
 b = collate([(np.random.default_rng(0).integers(3, 49000, L), np.ones(L, np.float32))], "token", 1, float(L))
-with torch.autocast("cpu", dtype=torch.bfloat16):
-    hidden, head = hidden_and_head(m, b.input_ids, b.position_ids)
+hidden, head = hidden_and_head(m, b.input_ids, b.position_ids)
 weighted_loss(hidden, head, b.targets, b.target_weights, 1024).backward()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+done.set(); time.sleep(0.01)
+print((peak[0] - base) / 2**20)
 """
 
 
@@ -165,6 +172,13 @@ def memory() -> list[dict]:
 
 def main() -> None:
     from trainer.packing import fill, pack_bfd
+
+    if "--memory-only" in sys.argv:
+        old = json.loads(OUT.read_text())
+        old["memory"] = memory()
+        print(json.dumps(old["memory"], indent=1))
+        OUT.write_text(json.dumps(old, indent=1) + "\n")
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         lengths, _ = real_lengths(Path(tmp))

@@ -36,12 +36,17 @@ def pick_attention(requested: str, device: torch.device) -> str:
 
 def load_base(cfg: TrainConfig, device: torch.device):
     """The base causal LM in train mode (safetensors only), on ``device``."""
+    if cfg.precision == "bf16" and device.type == "cpu":
+        log.warning(
+            "precision=bf16 on CPU: autocast can be far slower than fp32 on CPUs without fast bf16 "
+            "kernels; precision=auto picks fp32 on CPU"
+        )
     from transformers import AutoModelForCausalLM
 
     from pipeline.assets import resolve_model
 
     path = resolve_model(cfg.model)
-    dtype = torch.bfloat16 if (cfg.precision == "bf16" and device.type == "cuda") else torch.float32
+    dtype = torch.bfloat16 if (cfg.precision in ("bf16", "auto") and device.type == "cuda") else torch.float32
     from pipeline.assets import MODEL_LOAD_LOCK
 
     with MODEL_LOAD_LOCK:

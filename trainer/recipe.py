@@ -164,7 +164,10 @@ def _loss(run: Run, batch: PackedBatch) -> float:
 
 
 def _autocast(run: Run):
-    if run.cfg.precision == "bf16":
+    precision = run.cfg.precision
+    if precision == "auto":
+        precision = "bf16" if run.world.device.type == "cuda" else "fp32"
+    if precision == "bf16":
         return torch.autocast(run.world.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -206,7 +209,8 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
     bar = tqdm(
         range(first, len(plan.steps)),
         desc=f"stage {plan.index} (<= {plan.max_length})",
-        disable=not run.world.main or None,
+        disable=not run.world.main,
+        mininterval=2.0,
         initial=first,
         total=len(plan.steps),
     )

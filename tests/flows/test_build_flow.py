@@ -1,0 +1,65 @@
+"""The build flow under a real (test-harness) Prefect server: outputs, caching, artifacts, Dask."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.stages.build import BuildConfig
+from pipeline.validate import load_manifest, validate_path
+from tests.flows.conftest import build_cfg
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+
+def _hashes(folder):
+    return [(s.path, s.sha256) for s in load_manifest(folder).shards]
+
+
+def test_build_writes_valid_shards_skips_bad_files_and_caches(build_sources, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.build import build_dataset, build_with_runner
+
+    cfg = BuildConfig.model_validate(build_cfg(build_sources, tmp_path / "b"))
+    shards = build_with_runner(cfg)
+    report = validate_path(shards)
+    assert report.manifest.kind == "tokenized" and report.rows > 0
+    skipped = (tmp_path / "b" / "docs" / "skipped.json").read_text()
+    assert "broken.txt" in skipped and "empty.md" in skipped
+    first = _hashes(shards)
+    state = build_dataset(cfg, return_state=True)  # rerun: every mapped task is a cache hit
+    assert state.is_completed() and _hashes(shards) == first
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts()}
+    assert {"build-counts", "dataset-card"} <= keys
+
+
+def test_dask_local_cluster_build_equals_threaded_build(build_sources, tmp_path):
+    from flows.build import build_with_runner
+
+    threaded = build_with_runner(BuildConfig.model_validate(build_cfg(build_sources, tmp_path / "t")))
+    dask = build_with_runner(
+        BuildConfig.model_validate(build_cfg(build_sources, tmp_path / "d", kind="dask", max_workers=2))
+    )
+    assert _hashes(threaded) == _hashes(dask)
+
+
+def test_config_with_several_mistakes_is_one_error(tmp_path):
+    import yaml
+
+    from flows.config import load_build_config
+    from pipeline.errors import ConfigError
+
+    bad = {
+        "sources": [{"pth": "x"}],
+        "chunker": {"method": "magic", "max_tokens": 4},
+        "runner": {"kind": "spark"},
+    }
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError) as err:
+        load_build_config(path)
+    msg = str(err.value)
+    for where in ("sources.0.pth", "chunker.method", "chunker.max_tokens", "runner.kind"):
+        assert where in msg, msg
+    assert "remove it or fix its spelling" in msg
