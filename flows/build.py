@@ -1,6 +1,5 @@
 """The ``build_dataset`` flow: sources -> chunk (mapped) -> synthesize (mapped, rate limited) -> shards."""
-
-from __future__ import annotations
+# No `from __future__ import annotations` here: Prefect builds the parameter schema from real types.
 
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """The ``run`` flow: build -> train (progressive stages) -> evaluate, each skipped when done."""
-
-from __future__ import annotations
+# No `from __future__ import annotations` here: Prefect builds the parameter schema from real types.
 
 from pathlib import Path
 

@@ -93,8 +93,8 @@ def test_scheduled_deployment_on_a_real_local_server(build_sources, tmp_path):
         served = subprocess.Popen(
             [*LW, "serve", str(cfg), "--cron", "0 3 * * *", "--name", "nightly"],
             env=client_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=open(tmp_path / "serve.log", "w"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
         )
         trigger = (
             "import time\n"
@@ -113,7 +113,7 @@ def test_scheduled_deployment_on_a_real_local_server(build_sources, tmp_path):
             [sys.executable, "-c", trigger], env=client_env, capture_output=True, text=True, timeout=500
         )
         assert "CRON 0 3 * * *" in out.stdout, out.stdout + out.stderr[-2000:]
-        assert "STATE COMPLETED" in out.stdout, out.stdout + out.stderr[-2000:]
+        assert "STATE COMPLETED" in out.stdout, out.stdout + (tmp_path / "serve.log").read_text()[-4000:]
         assert load_manifest(tmp_path / "scheduled" / "shards").rows > 0
     finally:
         for p in (served, server):

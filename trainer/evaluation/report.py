@@ -129,6 +129,9 @@ def write_report(results: Sequence[ModelResult], out: Path, meta: dict) -> Path:
         lines += [
             "## Perplexity by length bucket",
             "",
+            f"Rows from `{meta.get('data')}` (up to {meta.get('max_rows')} per bucket); answer = tokens with a "
+            "loss weight, context = the rest. Use a held-out build for an unbiased comparison.",
+            "",
             "| model | bucket | answer ppl | context ppl |",
             "|---|---|---|---|",
         ]
