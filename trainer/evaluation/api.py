@@ -113,6 +113,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         "per_cell": cfg.per_cell,
         "lengths": cfg.lengths,
         "device": device,
+        "data": cfg.data,
+        "max_rows": cfg.max_rows,
     }
     write_report(results, Path(cfg.out), meta)
     import json
