@@ -140,6 +140,42 @@ class ShardConfig(StageConfig):
         return v
 
 
+def _problems(exc) -> list[str]:
+    """One line per validation error: where, what, and how to fix it."""
+    out = []
+    for e in exc.errors():
+        where = ".".join(map(str, e["loc"])) or "(top level)"
+        hint = {
+            "extra_forbidden": "remove it or fix its spelling",
+            "missing": "add it",
+            "literal_error": "use one of the allowed values",
+        }.get(e["type"], "fix the value")
+        out.append(f"{where}: {e['msg']} ({hint})")
+    return out
+
+
+def make(model: type[BaseModel], source: str, **values):
+    """Validate ``values`` into ``model``; every problem is reported at once as a ConfigError."""
+    from pydantic import ValidationError
+
+    from pipeline.errors import ConfigError
+
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc), source) from exc
+
+
+def int_list(value: str | None, option: str) -> list[int]:
+    """Parse ``"512,1024"``; a bad item is a ConfigError naming the option."""
+    from pipeline.errors import ConfigError
+
+    try:
+        return [int(x) for x in (value or "").split(",") if x.strip()]
+    except ValueError as exc:
+        raise ConfigError([f"{option}: expected comma-separated integers, got {value!r}"], option) from exc
+
+
 def load_yaml(path, model: type[BaseModel]):
     """Load ``path`` into ``model``; every problem is reported at once with where it is and a fix."""
     from pathlib import Path
@@ -156,13 +192,4 @@ def load_yaml(path, model: type[BaseModel]):
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            where = ".".join(map(str, e["loc"])) or "(top level)"
-            hint = {
-                "extra_forbidden": "remove it or fix its spelling",
-                "missing": "add it",
-                "literal_error": "use one of the allowed values",
-            }.get(e["type"], "fix the value")
-            problems.append(f"{where}: {e['msg']} ({hint})")
-        raise ConfigError(problems, str(path)) from exc
+        raise ConfigError(_problems(exc), str(path)) from exc

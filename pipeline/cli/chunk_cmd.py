@@ -29,29 +29,25 @@ def chunk_cmd(
     workers: int = typer.Option(None, help="Processes for large batches (default: all cores)."),
 ) -> None:
     """Chunk documents with exact offsets and a hard token budget."""
-    from pydantic import ValidationError
     from tqdm import tqdm
 
-    from pipeline.config import ChunkerConfig
+    from pipeline.config import ChunkerConfig, make
     from pipeline.errors import ConfigError
     from pipeline.io.readers import expand_paths
     from pipeline.stages.chunk import chunk_corpus
 
-    try:
-        cfg = ChunkerConfig(
-            method=method,
-            tokenizer=tokenizer,
-            max_tokens=max_tokens,
-            min_tokens=min_tokens,
-            target_tokens=target_tokens,
-            stride_tokens=stride_tokens,
-            threshold=threshold,
-            embedder=embedder,
-        )
-    except ValidationError as exc:
-        raise ConfigError(
-            [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()], "chunk"
-        ) from exc
+    cfg = make(
+        ChunkerConfig,
+        "chunk",
+        method=method,
+        tokenizer=tokenizer,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+        target_tokens=target_tokens,
+        stride_tokens=stride_tokens,
+        threshold=threshold,
+        embedder=embedder,
+    )
     if output_format not in ("arrow", "jsonl"):
         raise ConfigError([f"--format must be arrow or jsonl, got {output_format!r}"], "chunk")
     files, _ = expand_paths(paths)

@@ -16,29 +16,19 @@ def shard_cmd(
     out: Path = typer.Option(Path("out/shards"), help="Output folder."),
 ) -> None:
     """Tokenize QA records into length-sorted, bucketed Arrow shards with a manifest and dataset card."""
-    from pydantic import ValidationError
     from tqdm import tqdm
 
-    from pipeline.config import ShardConfig
-    from pipeline.errors import ConfigError
+    from pipeline.config import ShardConfig, int_list, make
     from pipeline.stages.shard import build_shards, inspect_lines
 
-    try:
-        cfg = ShardConfig(
-            tokenizer=tokenizer,
-            bucket_edges=[int(x) for x in buckets.split(",") if x.strip()],
-            context_weight=context_weight,
-            answer_weight=answer_weight,
-        )
-    except (ValidationError, ValueError) as exc:
-        raise ConfigError(
-            [
-                str(exc).splitlines()[0]
-                if not isinstance(exc, ValidationError)
-                else "; ".join(e["msg"] for e in exc.errors())
-            ],
-            "shard",
-        ) from exc
+    cfg = make(
+        ShardConfig,
+        "shard",
+        tokenizer=tokenizer,
+        bucket_edges=int_list(buckets, "--buckets"),
+        context_weight=context_weight,
+        answer_weight=answer_weight,
+    )
     with tqdm(unit="record", desc="shard", disable=None) as bar:
         result = build_shards(qa, out, cfg, progress=bar.update)
     if result.skipped:

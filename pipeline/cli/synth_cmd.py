@@ -39,41 +39,36 @@ def synth_cmd(
     ),
 ) -> None:
     """Synthesize grounded long-context QA (and teacher-free tasks) at target lengths."""
-    from pydantic import ValidationError
     from tqdm import tqdm
 
-    from pipeline.config import SynthConfig, TeacherConfig
+    from pipeline.config import SynthConfig, TeacherConfig, int_list, make
     from pipeline.errors import ConfigError
     from pipeline.stages.synth import synthesize_corpus
 
-    try:
-        cfg = SynthConfig(
-            tasks=_split(tasks) or [],
-            teacher_free_tasks=_split(teacher_free) or [],
-            target_lengths=[int(x) for x in _split(target_lengths) or []],
-            questions_per_doc=questions_per_doc,
-            teacher_free_per_length=teacher_free_per_length,
-            student_tokenizer=student,
-            evidence_mode=evidence_mode,
-            closed_book_check=closed_book,
-            seed=seed,
-        )
-        tcfg = TeacherConfig(
-            kind=teacher,
-            model=model,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            timeout_s=timeout,
-            batch_size=batch_size,
-        )
-    except (ValidationError, ValueError) as exc:
-        errs = (
-            exc.errors()
-            if isinstance(exc, ValidationError)
-            else [{"loc": ("target_lengths",), "msg": str(exc)}]
-        )
-        raise ConfigError([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errs], "synth") from exc
+    cfg = make(
+        SynthConfig,
+        "synth",
+        tasks=_split(tasks) or [],
+        teacher_free_tasks=_split(teacher_free) or [],
+        target_lengths=int_list(target_lengths, "--target-lengths"),
+        questions_per_doc=questions_per_doc,
+        teacher_free_per_length=teacher_free_per_length,
+        student_tokenizer=student,
+        evidence_mode=evidence_mode,
+        closed_book_check=closed_book,
+        seed=seed,
+    )
+    tcfg = make(
+        TeacherConfig,
+        "synth",
+        kind=teacher,
+        model=model,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        batch_size=batch_size,
+    )
     if not cfg.target_lengths:
         raise ConfigError(["--target-lengths needs at least one length"], "synth")
     with tqdm(unit="record", desc=f"synth ({teacher})", disable=None) as bar:
