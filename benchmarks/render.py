@@ -93,20 +93,15 @@ def semantic() -> list[str]:
 def main() -> None:
     readme = HERE / "README.md"
     text = readme.read_text()
-    for name, fn in (
-        ("chunkers", chunkers),
-        ("semantic", semantic),
-        ("shards", shards),
-        ("trainer", trainer),
-    ):
+    sections = {
+        "chunkers": (chunkers, "chunkers"),
+        "semantic": (semantic, "semantic_boundaries"),
+        "shards": (shards, "shards"),
+        "trainer": (trainer, "trainer_cpu"),
+    }
+    for name, (fn, result) in sections.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-        if (
-            start in text
-            and (
-                RESULTS
-                / f"{'semantic_boundaries' if name == 'semantic' else name if name != 'trainer' else 'trainer_cpu'}.json"
-            ).exists()
-        ):
+        if start in text and (RESULTS / f"{result}.json").exists():
             a, b = text.index(start) + len(start), text.index(end)
             text = text[:a] + "\n" + "\n".join(fn()) + "\n" + text[b:]
     readme.write_text(text)
