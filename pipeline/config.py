@@ -108,6 +108,12 @@ class SynthConfig(StageConfig):
         "and the teacher asks about them (works with small teachers); auto: anchored for local teachers",
     )
     temperature: float = Field(0.3, ge=0)
+    frequency_penalty: float = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description="discourages loops; keep 0 for grounded QA (answers must reuse the source's words)",
+    )
     max_new_tokens: int = Field(256, ge=16)
     max_answer_tokens: int = Field(256, ge=8)
     min_support: float = Field(0.5, ge=0, le=1)

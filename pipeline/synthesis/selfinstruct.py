@@ -106,6 +106,14 @@ def _anchored_messages(task: TaskType, chunks: Sequence[Chunk], anchors: list[st
     )
 
 
+def _parse(req: ChatRequest, reply: ChatResponse) -> TeacherQA | None:
+    """Parse a reply; servers that ignore the assistant prefill answer as if it were there."""
+    parsed = parse_reply(reply.text)
+    if parsed is None and req.prefill and not reply.text.startswith(req.prefill):
+        parsed = parse_reply(req.prefill + reply.text)
+    return parsed
+
+
 class SelfInstructSynthesizer:
     """Plans teacher calls over chunks, runs them in batches and gates the results.
 
@@ -170,6 +178,7 @@ class SelfInstructSynthesizer:
             "max_tokens": self.cfg.max_new_tokens,
             "temperature": self.cfg.temperature,
             "seed": self.cfg.seed,
+            "frequency_penalty": self.cfg.frequency_penalty,
         }
         if not self.anchored:
             req = ChatRequest(
@@ -214,7 +223,7 @@ class SelfInstructSynthesizer:
             if isinstance(reply, TeacherError):
                 out[k] = self._reject(cand, RejectReason.TEACHER_ERROR, str(reply))
                 continue
-            parsed = parse_reply(reply.text)
+            parsed = _parse(cand.request, reply)
             if parsed is not None:
                 out[k] = parsed
             elif reply.finish_reason == "length":
@@ -243,7 +252,7 @@ class SelfInstructSynthesizer:
     def _second_chance(self, cand: Candidate, req: ChatRequest, reply) -> TeacherQA | RejectedRecord:
         if isinstance(reply, TeacherError):
             return self._reject(cand, RejectReason.TEACHER_ERROR, str(reply))
-        parsed = parse_reply(reply.text)
+        parsed = _parse(req, reply)
         if parsed is not None:
             return parsed
         reason = RejectReason.TRUNCATED if reply.finish_reason == "length" else RejectReason.UNPARSEABLE

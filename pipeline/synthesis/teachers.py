@@ -35,8 +35,9 @@ class ChatRequest:
     temperature: float = 0.0
     seed: int = 0
     json_mode: bool = True
-    prefill: str = ""  # text the assistant turn starts with (local backends)
+    prefill: str = ""  # text the assistant turn starts with (local backends; a hint for servers)
     sample: int = 0
+    frequency_penalty: float = 0.0  # OpenAI semantics; local generation uses repetition_penalty = 1 + this
 
     def key(self, backend: str, model: str) -> str:
         """Content address of this request for ``backend``/``model`` (the response cache key)."""
@@ -50,6 +51,7 @@ class ChatRequest:
             self.json_mode,
             self.prefill,
             self.sample,
+            self.frequency_penalty,
             length=32,
         )
 
@@ -143,6 +145,8 @@ class OpenAICompatTeacher:
             "temperature": req.temperature,
             "seed": req.seed,
         }
+        if req.frequency_penalty:
+            body["frequency_penalty"] = req.frequency_penalty
         if req.json_mode and self.json_supported:
             body["response_format"] = {"type": "json_object"}
         return body
@@ -275,6 +279,12 @@ class LocalTransformersTeacher:
         max_new = max(q.max_tokens for q in reqs)
         sample = any(q.temperature > 0 for q in reqs)
         torch.manual_seed(reqs[0].seed)
+        # Stop each row once it holds one complete JSON object: small models keep talking otherwise.
+        stops = (
+            [_JsonComplete(tok, enc["input_ids"].shape[1], [q.prefill for q in reqs])]
+            if all(q.json_mode for q in reqs)
+            else None
+        )
         with torch.inference_mode():
             gen = lm.generate(
                 **enc,
@@ -284,6 +294,8 @@ class LocalTransformersTeacher:
                 top_p=None,
                 top_k=None,
                 pad_token_id=tok.pad_token_id,
+                repetition_penalty=1.0 + max(q.frequency_penalty for q in reqs),
+                stopping_criteria=stops,
             )
         new = gen[:, enc["input_ids"].shape[1] :]
         results: list[ChatResponse | TeacherError] = []
