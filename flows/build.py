@@ -9,7 +9,7 @@ from prefect.client.orchestration import get_client
 
 from flows import tasks
 from flows.runners import task_runner
-from pipeline.stages.build import BuildConfig
+from pipeline.stages.build import BuildConfig, skipped_inputs
 
 
 def _ensure_teacher_limit(limit: int) -> None:
@@ -26,6 +26,8 @@ def build_dataset(cfg: BuildConfig) -> str:
     _ensure_teacher_limit(cfg.teacher_concurrency)
     batches = tasks.ingest(cfg.sources, out, cfg.docs_per_batch)
     log.info("%d document batches", len(batches))
+    for item in skipped_inputs(out):
+        log.warning("skipped %s: %s", item["source"], item["reason"])
     chunked = tasks.chunk.with_options(result_storage=results).map(
         batches, unmapped(out), unmapped(cfg.chunker)
     )

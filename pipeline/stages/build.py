@@ -157,6 +157,12 @@ def shard_all(qa_dirs: list[str], out_root: str | Path, cfg: ShardConfig) -> str
     return str(result.out_dir)
 
 
+def skipped_inputs(out_root: str | Path) -> list[dict]:
+    """Inputs the build could not use, with the reason (from ``docs/skipped.json``)."""
+    path = Path(out_root) / "docs" / "skipped.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def build_counts(out_root: str | Path) -> list[dict]:
     """Rows per stage and reason, for a build report table."""
     root = Path(out_root)
