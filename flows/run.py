@@ -10,6 +10,7 @@ from flows import tasks
 from flows.build import build_dataset
 from flows.config import RunConfig
 from flows.runners import task_runner
+from pipeline.stages.split import HELDOUT_DIR
 
 
 @flow(name="train")
@@ -30,9 +31,11 @@ def eval_flow(cfg: RunConfig, adapter: str | None, shards: str) -> str:
     ev = cfg.eval
     # One adapter per curriculum stage shows what each stage bought (the last one is the final adapter).
     stages = sorted(str(p) for p in (Path(adapter).parent / "stages").glob("stage-*")) if adapter else []
+    held = Path(shards) / HELDOUT_DIR  # built when shard.heldout_fraction > 0
     update = {
         "adapters": ev.adapters or stages or ([adapter] if adapter else []),
         "model": ev.model or cfg.train.model,
+        "data": ev.data or (str(held) if (held / "manifest.json").exists() else None),
     }
     ev = ev.model_copy(update=update)
     report = Path(ev.out) / "report.md"

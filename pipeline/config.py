@@ -137,6 +137,12 @@ class ShardConfig(StageConfig):
     shard_tokens: int = Field(16_000_000, ge=1, description="target tokens per shard")
     shard_rows: int = Field(20_000, ge=1, description="maximum rows per shard")
     run_tokens: int = Field(32_000_000, ge=1, description="tokens buffered in memory before spilling")
+    heldout_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share written to heldout/ for evaluation, never trained on"
+    )
+    heldout_by: Literal["document", "record"] = Field(
+        "document", description="split whole evidence documents (no context leak) or single records"
+    )
 
     @field_validator("bucket_edges")
     @classmethod

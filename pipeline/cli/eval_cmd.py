@@ -15,8 +15,12 @@ def eval_cmd(
     depths: str = typer.Option("0,50,100", help="Evidence depths in percent."),
     tasks: str = typer.Option("passkey,needle_multikey", help="Probe tasks."),
     per_cell: int = typer.Option(1, help="Probes per (task, length, depth)."),
-    data: Path = typer.Option(None, help="Held-out tokenized shards for perplexity by length."),
-    qa: Path = typer.Option(None, help="Held-out QA folder for EM/F1 by length."),
+    data: Path = typer.Option(
+        None, help="Tokenized shards for perplexity by length (use SHARDS/heldout from `shard --heldout`)."
+    ),
+    qa: Path = typer.Option(
+        None, help="QA folder or a build's qa/ root for EM/F1; only held-out records when --data is held out."
+    ),
     out: Path = typer.Option(Path("out/eval"), help="Report folder."),
     no_base: bool = typer.Option(False, help="Skip the base model."),
 ) -> None:

@@ -13,6 +13,9 @@ def shard_cmd(
     buckets: str = typer.Option("512,1024,2048,4096,8192,16384,32768,65536", help="Bucket edges in tokens."),
     context_weight: float = typer.Option(0.0, help="Loss weight on document tokens (LIFT-style)."),
     answer_weight: float = typer.Option(1.0, help="Loss weight on answer tokens."),
+    heldout: float = typer.Option(
+        0.0, help="Share of documents written to OUT/heldout for evaluation and never trained on."
+    ),
     out: Path = typer.Option(Path("out/shards"), help="Output folder."),
 ) -> None:
     """Tokenize QA records into length-sorted, bucketed Arrow shards with a manifest and dataset card."""
@@ -28,6 +31,7 @@ def shard_cmd(
         bucket_edges=int_list(buckets, "--buckets"),
         context_weight=context_weight,
         answer_weight=answer_weight,
+        heldout_fraction=heldout,
     )
     with tqdm(unit="record", desc="shard", disable=None) as bar:
         result = build_shards(qa, out, cfg, progress=bar.update)
@@ -35,6 +39,9 @@ def shard_cmd(
         typer.echo("nothing to do: an identical build is already there (same inputs and config)")
     for line in inspect_lines(out):
         typer.echo(line)
+    if result.heldout is not None:
+        for line in inspect_lines(result.heldout.out_dir):
+            typer.echo(line)
 
 
 def inspect_cmd(

@@ -20,6 +20,7 @@ from pipeline.config import ChunkerConfig, ShardConfig, SynthConfig, TeacherConf
 from pipeline.io.readers import InputProblem, read_documents, read_hf_dataset
 from pipeline.stages.chunk import chunk_corpus, reject_for
 from pipeline.stages.shard import ShardResult, build_shards
+from pipeline.stages.split import HELDOUT_DIR
 from pipeline.stages.synth import synthesize_corpus
 from pipeline.validate import load_manifest
 
@@ -181,10 +182,11 @@ def build_counts(out_root: str | Path) -> list[dict]:
                     rows.append({"stage": stage, "item": s.contract, "count": s.rows})
                 for d in m.dropped:
                     rows.append({"stage": stage, "item": f"rejected: {d.name}", "count": d.count})
-    if (root / "shards" / "manifest.json").exists():
-        m = load_manifest(root / "shards")
-        rows += [{"stage": "shards", "item": f"bucket <= {b.upper}", "count": b.rows} for b in m.buckets]
-        rows += [{"stage": "shards", "item": f"dropped: {d.name}", "count": d.count} for d in m.dropped]
+    for stage, folder in (("shards", root / "shards"), ("heldout", root / "shards" / HELDOUT_DIR)):
+        if (folder / "manifest.json").exists():
+            m = load_manifest(folder)
+            rows += [{"stage": stage, "item": f"bucket <= {b.upper}", "count": b.rows} for b in m.buckets]
+            rows += [{"stage": stage, "item": f"dropped: {d.name}", "count": d.count} for d in m.dropped]
     merged: dict[tuple[str, str], int] = {}
     for r in rows:
         merged[(r["stage"], r["item"])] = merged.get((r["stage"], r["item"]), 0) + r["count"]

@@ -9,6 +9,7 @@ by atomic rename; the manifest is written last. Same input and config give byte-
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import shutil
 from collections import Counter, defaultdict
@@ -37,6 +38,7 @@ from pipeline.chat import ChatFormatter
 from pipeline.config import ShardConfig
 from pipeline.stages.load import iter_dataset
 from pipeline.stages.shards import counts, write_manifest
+from pipeline.stages.split import HELDOUT_DIR, is_heldout
 from pipeline.validate import load_manifest
 
 SCHEMA = to_arrow_schema(TokenizedExample)
@@ -51,6 +53,7 @@ class ShardResult:
     manifest: BuildManifest
     skipped: bool = False
     over_length: int = 0
+    heldout: ShardResult | None = None
 
 
 @dataclass
@@ -132,13 +135,34 @@ def build_shards(
 ) -> ShardResult:
     """Tokenize, bucket, sort and write shards; skip the work when an identical build exists.
 
+    With ``cfg.heldout_fraction > 0`` the held-out records go to ``out_dir/heldout`` (a complete
+    build of its own, with manifest and card) and never into the training shards in ``out_dir``.
     ``workers > 1`` tokenizes in that many processes (order and output are unchanged).
     """
+    if records is not None and cfg.heldout_fraction > 0:
+        records = list(records)  # read twice: once per side of the split
+    result = _build_split(qa_dirs, out_dir, cfg, "train", progress, records, workers)
+    if cfg.heldout_fraction > 0:
+        result.heldout = _build_split(
+            qa_dirs, Path(out_dir) / HELDOUT_DIR, cfg, "heldout", progress, records, workers
+        )
+    return result
+
+
+def _build_split(
+    qa_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    cfg: ShardConfig,
+    split: str,
+    progress: Callable[[int], None] | None,
+    records: Iterable[QARecord] | None,
+    workers: int,
+) -> ShardResult:
     out = Path(out_dir)
     fmt = ChatFormatter(cfg.tokenizer, system_prompt=cfg.system_prompt)
     fingerprint = input_fingerprint(qa_dirs) if records is None else "records"
     # run_tokens only decides when to spill to disk; it must not change a single output byte.
-    cfg_hash = content_hash(cfg.model_dump(mode="json", exclude={"run_tokens"}), fmt.spec, fingerprint)
+    cfg_hash = content_hash(cfg.model_dump(mode="json", exclude={"run_tokens"}), fmt.spec, fingerprint, split)
     existing = _existing(out, cfg_hash)
     if existing is not None:
         return ShardResult(out, existing, skipped=True)
@@ -149,6 +173,8 @@ def build_shards(
     dropped, tasks, rejects = Counter(), Counter(), []
     n_in = 0
     source = records if records is not None else (r for d in qa_dirs for r in iter_dataset(d, QARecord))
+    held = split == "heldout"
+    source = (r for r in source if is_heldout(r, cfg.heldout_fraction, cfg.heldout_by) == held)
     for rec, row in _tokenized(source, fmt, cfg, cfg_hash, workers):
         n_in += 1
         k = bisect.bisect_left(cfg.bucket_edges, row["length"])
@@ -198,7 +224,7 @@ def build_shards(
     manifest = write_manifest(
         out,
         "tokenized",
-        cfg.model_dump_json(),
+        json.dumps({**cfg.model_dump(mode="json"), "split": split}),
         cfg_hash,
         shards,
         tokenizer=fmt.spec,
@@ -212,6 +238,11 @@ def build_shards(
 
     write_card(out, manifest)
     return ShardResult(out, manifest, over_length=sum(dropped.values()))
+
+
+def build_split(manifest: BuildManifest) -> str:
+    """``train`` or ``heldout`` for a tokenized build (older builds have no split: ``train``)."""
+    return json.loads(manifest.config_json).get("split", "train")
 
 
 def _tokenized(
@@ -341,4 +372,4 @@ def inspect_lines(out_dir: str | Path, width: int = 40) -> list[str]:
     return lines
 
 
-__all__ = ["ShardResult", "build_shards", "input_fingerprint", "inspect_lines"]
+__all__ = ["ShardResult", "build_shards", "build_split", "input_fingerprint", "inspect_lines"]

@@ -17,7 +17,8 @@ from data_contracts.io import read_table, write_table
 from data_contracts.reader import open_buckets
 from pipeline.config import ShardConfig, SynthConfig, TeacherConfig
 from pipeline.stages.load import iter_dataset
-from pipeline.stages.shard import build_shards
+from pipeline.stages.shard import build_shards, build_split
+from pipeline.stages.split import is_heldout, split_key
 from pipeline.stages.synth import synthesize_corpus
 
 EDGES = [512, 1024, 2048, 4096]
@@ -48,6 +49,25 @@ def test_round_trip_records_to_datasets(qa_dir, tmp_path, formatter):
     for b in set(buckets):  # sorted by length inside each bucket
         seq = [x for x, y in zip(lengths, buckets, strict=True) if y == b]
         assert seq == sorted(seq)
+
+
+@pytest.mark.parametrize("by", ["record", "document"])
+def test_heldout_split_is_disjoint_complete_and_stable(qa_dir, tmp_path, by):
+    cfg = ShardConfig(bucket_edges=[512, 1024, 2048, 4096, 8192], heldout_fraction=0.5, heldout_by=by)
+    res = build_shards([qa_dir], tmp_path / "s", cfg)
+    train, held = open_buckets(tmp_path / "s"), open_buckets(tmp_path / "s" / "heldout")
+    records = {r.qa_id: r for r in iter_dataset(qa_dir, dc.QARecord)}
+    assert not set(train["qa_id"]) & set(held["qa_id"])
+    assert len(train) + len(held) == len(records) and len(train) and len(held)
+    assert build_split(res.manifest) == "train" and build_split(res.heldout.manifest) == "heldout"
+    for qa_id in held["qa_id"]:
+        assert is_heldout(records[qa_id], 0.5, by)
+    if by == "document":  # no evidence document feeds both sides
+        side = {split_key(records[q], by) for q in held["qa_id"]}
+        assert not side & {split_key(records[q], by) for q in train["qa_id"]}
+    again = build_shards([qa_dir], tmp_path / "s", cfg)
+    assert again.skipped and again.heldout.skipped
+    assert again.heldout.manifest == res.heldout.manifest
 
 
 def test_over_length_rows_are_counted_not_silently_dropped(qa_dir, tmp_path):

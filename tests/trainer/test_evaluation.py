@@ -53,6 +53,9 @@ def test_report_from_canned_results(tmp_path):
 
 
 def test_evaluate_tiny_model_with_adapter_end_to_end(tiny_model, tiny_shards, sample_corpus, tmp_path):
+    from data_contracts.reader import open_buckets
+    from pipeline.config import ShardConfig
+    from pipeline.stages.shard import build_shards
     from trainer.config import StageConfig, TrainConfig
     from trainer.evaluation.api import EvalConfig, evaluate
     from trainer.recipe import train
@@ -67,6 +70,11 @@ def test_evaluate_tiny_model_with_adapter_end_to_end(tiny_model, tiny_shards, sa
             precision="fp32",
         )
     )
+    # A held-out split of the same QA records: perplexity and EM/F1 only on rows never trained on.
+    split = ShardConfig(
+        tokenizer=str(tiny_model), bucket_edges=[256, 512, 1024], heldout_fraction=0.3, heldout_by="record"
+    )
+    held = build_shards([tiny_shards.parent / "qa"], tmp_path / "split", split).heldout.out_dir
     result = evaluate(
         EvalConfig(
             model=str(tiny_model),
@@ -75,15 +83,19 @@ def test_evaluate_tiny_model_with_adapter_end_to_end(tiny_model, tiny_shards, sa
             lengths=[512, 800],
             depths=[0, 100],
             tasks=["passkey"],
-            data=str(tiny_shards),
+            data=str(held),
+            qa=str(tiny_shards.parent / "qa"),
             max_rows=2,
             out=str(tmp_path / "e"),
         )
     )
     assert [m["name"] for m in result["models"]] == ["base", "adapter"]
     assert all(len(m["probes"]) == 4 for m in result["models"])
-    assert result["models"][0]["perplexity"]
-    assert (tmp_path / "e" / "report.md").exists()
+    assert result["models"][0]["perplexity"] and result["models"][1]["qa"]
+    n_held = len(set(open_buckets(held)["qa_id"]))
+    assert 0 < sum(v["n"] for v in result["models"][1]["qa"].values()) <= n_held
+    report = (tmp_path / "e" / "report.md").read_text()
+    assert "These rows are held out" in report and "in the held-out split" in report
 
 
 @pytest.mark.slow

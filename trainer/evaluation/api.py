@@ -33,7 +33,9 @@ class EvalConfig(BaseModel):
     tasks: list[str] = Field(default_factory=lambda: ["passkey", "needle_multikey"])
     per_cell: int = Field(1, ge=1)
     data: str | None = Field(None, description="held-out tokenized shards for perplexity by length")
-    qa: str | None = Field(None, description="held-out QA folder for EM/F1 by length")
+    qa: str | None = Field(
+        None, description="QA folder (or a build's qa/ root) for EM/F1; only held-out records when data is"
+    )
     max_rows: int = Field(8, ge=1, description="rows per bucket for perplexity and QA")
     out: str = "out/eval"
     device: str | None = None
@@ -55,9 +57,7 @@ def _haystack_docs(paths: list[str]) -> list[SourceDocument]:
 
 
 def _ppl_rows(data: str, max_rows: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    from data_contracts.reader import open_buckets
-
-    table = open_buckets(data).data.table
+    table = _data_table(data)
     rows, seen = [], {}
     for i in range(table.num_rows):
         b = table["bucket"][i].as_py()
@@ -69,10 +69,42 @@ def _ppl_rows(data: str, max_rows: int) -> list[tuple[np.ndarray, np.ndarray, in
     return rows
 
 
+def _data_table(data: str):
+    from data_contracts.reader import open_buckets
+
+    return open_buckets(data).data.table
+
+
+def _is_heldout(data: str) -> bool:
+    from pipeline.stages.shard import build_split
+    from pipeline.validate import load_manifest
+
+    return build_split(load_manifest(data)) == "heldout"
+
+
+def _qa_records(cfg: EvalConfig) -> list[QARecord]:
+    """Up to ``max_rows`` QA records per target length; only held-out ones when ``data`` is held out."""
+    from pipeline.stages.load import iter_dataset
+
+    keep = None
+    if cfg.data and _is_heldout(cfg.data):
+        keep = set(_data_table(cfg.data)["qa_id"].to_pylist())
+    per: dict[int, int] = {}
+    records = []
+    root = Path(cfg.qa)
+    # A QA folder, or a build's qa/ root holding one folder per document batch.
+    folders = [root] if (root / "manifest.json").exists() else sorted(root.glob("*/"))
+    recs = (r for f in folders if (f / "manifest.json").exists() for r in iter_dataset(f, QARecord))
+    for rec in recs:
+        if (keep is None or rec.qa_id in keep) and per.get(rec.target_tokens, 0) < cfg.max_rows:
+            per[rec.target_tokens] = per.get(rec.target_tokens, 0) + 1
+            records.append(rec)
+    return records
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Evaluate base and adapters on the same probes/data; write the report; return its JSON content."""
     from pipeline.assets import resolve_model
-    from pipeline.stages.load import iter_dataset
 
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -87,13 +119,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         cfg.per_cell,
     )
     ppl_rows = _ppl_rows(cfg.data, cfg.max_rows) if cfg.data else []
-    qa_records: list[QARecord] = []
-    if cfg.qa:
-        per: dict[int, int] = {}
-        for rec in iter_dataset(cfg.qa, QARecord):
-            if per.get(rec.target_tokens, 0) < cfg.max_rows:
-                per[rec.target_tokens] = per.get(rec.target_tokens, 0) + 1
-                qa_records.append(rec)
+    qa_records = _qa_records(cfg) if cfg.qa else []
     candidates = ([("base", None)] if cfg.include_base else []) + [(Path(a).name, a) for a in cfg.adapters]
     results = []
     for name, adapter in candidates:
@@ -103,7 +129,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         if ppl_rows:
             res.perplexity = perplexity(model, ppl_rows)
         if qa_records:
-            res.qa = qa_accuracy(model, fmt, qa_records, sorted(cfg.lengths), cfg.batch_size)
+            res.qa = qa_accuracy(model, fmt, qa_records, cfg.batch_size)
         results.append(res)
         del model
     meta = {
@@ -114,6 +140,8 @@ def evaluate(cfg: EvalConfig) -> dict:
         "lengths": cfg.lengths,
         "device": device,
         "data": cfg.data,
+        "data_heldout": bool(cfg.data) and _is_heldout(cfg.data),
+        "qa": cfg.qa,
         "max_rows": cfg.max_rows,
     }
     write_report(results, Path(cfg.out), meta)

@@ -130,7 +130,13 @@ def write_report(results: Sequence[ModelResult], out: Path, meta: dict) -> Path:
             "## Perplexity by length bucket",
             "",
             f"Rows from `{meta.get('data')}` (up to {meta.get('max_rows')} per bucket); answer = tokens with a "
-            "loss weight, context = the rest. Use a held-out build for an unbiased comparison.",
+            "loss weight, context = the rest. "
+            + (
+                "These rows are held out: no adapter trained on them."
+                if meta.get("data_heldout")
+                else "**These rows are not a held-out split**: adapters may have trained on them; "
+                "build with `shard.heldout_fraction > 0` and evaluate on `shards/heldout`."
+            ),
             "",
             "| model | bucket | answer ppl | context ppl |",
             "|---|---|---|---|",
@@ -143,9 +149,12 @@ def write_report(results: Sequence[ModelResult], out: Path, meta: dict) -> Path:
         lines.append("")
     if any(r.qa for r in results):
         lines += [
-            "## QA accuracy by length bucket",
+            "## QA accuracy by context length",
             "",
-            "| model | bucket | EM | F1 | n |",
+            f"Greedy answers to QA records from `{meta.get('qa')}`"
+            + (" that are in the held-out split." if meta.get("data_heldout") else "."),
+            "",
+            "| model | target length | EM | F1 | n |",
             "|---|---|---|---|---|",
         ]
         lines += [

@@ -123,14 +123,14 @@ def perplexity(model, rows: Sequence[tuple[np.ndarray, np.ndarray, int]]) -> dic
 
 
 def qa_accuracy(
-    model, fmt: ChatFormatter, records: Sequence[QARecord], buckets: Sequence[int], batch_size: int = 4
+    model, fmt: ChatFormatter, records: Sequence[QARecord], batch_size: int = 4
 ) -> dict[int, dict[str, float]]:
-    """Exact match and token F1 of greedy answers, per length bucket."""
+    """Exact match and token F1 of greedy answers, per target context length of the records."""
     prompts = [fmt.prompt_text(r.context, r.question) for r in records]
     replies = generate(model, fmt, prompts, max_new_tokens=64, batch_size=batch_size)
     per: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for rec, reply in zip(records, replies, strict=True):
-        bucket = next((b for b in buckets if rec.n_tokens <= b), buckets[-1])
+        bucket = rec.target_tokens
         em = float(normalize(reply).strip(" .") == normalize(rec.answer).strip(" ."))
         per[bucket].append((em, token_f1(reply, rec.answer)))
     return {
