@@ -138,7 +138,7 @@ def semantic_contenders(tok_path: str, size: int):
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
 
-    from pipeline.chunking import SemanticChunker, SentenceTransformerEmbedder
+    from pipeline.chunking import OnnxEmbedder, SemanticChunker, SentenceTransformerEmbedder
 
     tk = Tokenizer.from_file(tok_path)
     st = SentenceTransformer(str(assets.minilm_path()), device="cpu")
@@ -146,9 +146,13 @@ def semantic_contenders(tok_path: str, size: int):
     emb._model = st
     emb._model.max_seq_length = emb.max_seq_tokens
     ours = SemanticChunker(tokenizer=tk, max_tokens=size, embedder=emb)
+    ours_int8 = SemanticChunker(tokenizer=tk, max_tokens=size, embedder=OnnxEmbedder())
 
     def lengthwise_semantic(texts):
         return [[c.text for c in doc] for doc in ours.chunk_batch(texts)]
+
+    def lengthwise_semantic_int8(texts):
+        return [[c.text for c in doc] for doc in ours_int8.chunk_batch(texts)]
 
     from chonkie import SemanticChunker as ChonkieSemantic
     from chonkie.embeddings import SentenceTransformerEmbeddings
@@ -161,6 +165,7 @@ def semantic_contenders(tok_path: str, size: int):
 
     return tk, [
         ("lengthwise.SemanticChunker (MiniLM)", lengthwise_semantic),
+        ("lengthwise.SemanticChunker (MiniLM, ONNX int8)", lengthwise_semantic_int8),
         ("chonkie.SemanticChunker (MiniLM)", chonkie_semantic),
     ]
 
@@ -171,7 +176,12 @@ def main() -> None:
     shared = REPO.parent / "shared" / "corpus" / "small"
     if shared.exists():
         corpora["shared-small"] = shared
+    # --semantic-only reruns the semantic rows and keeps the structural rows of the last full run.
+    semantic_only = "--semantic-only" in sys.argv[1:]
     results = []
+    if semantic_only:
+        results = [r for r in json.loads(OUT.read_text())["results"] if r["kind"] != "semantic"]
+        corpora = {}
     for cname, cpath in corpora.items():
         texts = load_corpus(cpath)
         for size in (512, 2048):
@@ -181,7 +191,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 results.append(row)
     # Semantic: a subset (the peers embed 2-4x more text and run at a few hundred tokens/s).
-    sample = load_corpus(corpora["sample"])
+    sample = load_corpus(REPO / "samples" / "corpus")
     subset = sorted(sample, key=len)[2:5]
     for size in (512, 2048):
         tk, contenders = semantic_contenders(tok_path, size)

@@ -17,11 +17,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.chunking import SemanticChunker, SentenceTransformerEmbedder  # noqa: E402
+from pipeline.chunking import OnnxEmbedder, SemanticChunker, SentenceTransformerEmbedder  # noqa: E402
 from pipeline.io.readers import InputProblem, read_documents  # noqa: E402
 
 OUT = REPO / "benchmarks" / "results" / "semantic_boundaries.json"
-CONFIGS = [(16, 128), (32, 64), (64, 48), (64, 32), (96, 32)]  # (min_unit_tokens, embed max tokens)
+# (min_unit_tokens, embed max tokens, embedder backend)
+CONFIGS = [
+    (16, 128, "torch"),
+    (32, 64, "torch"),
+    (64, 48, "torch"),
+    (64, 32, "torch"),
+    (96, 32, "torch"),
+    (32, 64, "onnx-int8"),
+    (64, 48, "onnx-int8"),
+]
 
 
 def topic_mixes(corpus: Path, n: int = 12, seed: int = 0) -> list[tuple[str, list[int]]]:
@@ -48,8 +57,12 @@ def main() -> None:
     corpus = REPO.parent / "shared" / "corpus" / "small"
     samples = topic_mixes(corpus if corpus.exists() else REPO / "samples" / "corpus")
     rows = []
-    for unit, trunc in CONFIGS:
-        emb = SentenceTransformerEmbedder(max_seq_tokens=trunc)
+    for unit, trunc, backend in CONFIGS:
+        emb = (
+            SentenceTransformerEmbedder(max_seq_tokens=trunc)
+            if backend == "torch"
+            else OnnxEmbedder(max_seq_tokens=trunc)
+        )
         chunker = SemanticChunker(max_tokens=2048, min_tokens=32, embedder=emb, min_unit_tokens=unit)
         chunker.chunk_batch([samples[0][0]])  # warm up: model load
         t0 = time.perf_counter()
@@ -65,6 +78,7 @@ def main() -> None:
         row = {
             "min_unit_tokens": unit,
             "embed_max_tokens": trunc,
+            "backend": backend,
             "wall_s": round(wall, 2),
             "recall": round(recall, 3),
             "precision": round(precision, 3),

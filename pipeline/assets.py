@@ -78,7 +78,7 @@ def smollm2_gguf() -> Path:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """Serialise asset preparation across processes (parallel tests, workers)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
@@ -103,7 +103,7 @@ def smollm2_path(progress: Progress = _quiet) -> Path:
     target = cache_dir() / "models" / "smollm2-135m-instruct"
     if _ready(target, gguf):
         return target
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with file_lock(target.parent / f".{target.name}.lock"):
         if _ready(target, gguf):  # another process finished while we waited
             return target
         progress(f"converting {gguf.name} to safetensors in {target} (once, about 30 s)")

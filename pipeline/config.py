@@ -30,6 +30,9 @@ class ChunkerConfig(StageConfig):
         None,
         description="semantic: sentence-transformers/model2vec model (default MiniLM), or 'hashing'",
     )
+    embedder_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch", description="semantic: run the model with sentence-transformers or ONNX Runtime (fast extra)"
+    )
     threshold: Literal["percentile", "stddev", "interquartile", "gradient"] = "percentile"
     threshold_amount: float | None = None
 
@@ -38,6 +41,7 @@ def build_chunker(cfg: ChunkerConfig):
     """Build the chunker a :class:`ChunkerConfig` describes."""
     from pipeline.chunking import (
         HashingEmbedder,
+        OnnxEmbedder,
         RecursiveChunker,
         SemanticChunker,
         SentenceTransformerEmbedder,
@@ -60,6 +64,8 @@ def build_chunker(cfg: ChunkerConfig):
             embedder = None
             if cfg.embedder == "hashing":
                 embedder = HashingEmbedder()
+            elif cfg.embedder_backend != "torch":
+                embedder = OnnxEmbedder(cfg.embedder, quantize=cfg.embedder_backend == "onnx-int8")
             elif cfg.embedder:
                 embedder = SentenceTransformerEmbedder(cfg.embedder)
             return SemanticChunker(

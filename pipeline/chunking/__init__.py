@@ -9,6 +9,7 @@ Usable on their own::
 
 from pipeline.chunking.base import BaseChunker
 from pipeline.chunking.embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from pipeline.chunking.onnx_embedder import OnnxEmbedder
 from pipeline.chunking.recursive import RecursiveChunker
 from pipeline.chunking.semantic import SemanticChunker
 from pipeline.chunking.sliding import SlidingWindowChunker
@@ -17,6 +18,7 @@ __all__ = [
     "BaseChunker",
     "Embedder",
     "HashingEmbedder",
+    "OnnxEmbedder",
     "RecursiveChunker",
     "SemanticChunker",
     "SentenceTransformerEmbedder",

@@ -23,6 +23,9 @@ def chunk_cmd(
     embedder: str = typer.Option(
         None, help="semantic: sentence-transformers or model2vec model (default MiniLM)."
     ),
+    embedder_backend: str = typer.Option(
+        "torch", help="semantic: torch (sentence-transformers) | onnx | onnx-int8 (~2x faster on CPU)."
+    ),
     out: Path = typer.Option(Path("out/chunks"), help="Output folder."),
     output_format: str = typer.Option("arrow", "--format", help="arrow (shards + manifest) or jsonl (also)."),
     text_field: str = typer.Option("text", help="Text column of JSONL/Parquet inputs."),
@@ -47,6 +50,7 @@ def chunk_cmd(
         stride_tokens=stride_tokens,
         threshold=threshold,
         embedder=embedder,
+        embedder_backend=embedder_backend,
     )
     if output_format not in ("arrow", "jsonl"):
         raise ConfigError([f"--format must be arrow or jsonl, got {output_format!r}"], "chunk")

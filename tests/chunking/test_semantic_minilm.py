@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from pipeline.chunking import SemanticChunker, SentenceTransformerEmbedder
+from pipeline.chunking import OnnxEmbedder, SemanticChunker, SentenceTransformerEmbedder
+from pipeline.errors import ConfigError
 from tests.chunking.conftest import check_invariants
 
 
@@ -14,12 +17,19 @@ def minilm():
     return SentenceTransformerEmbedder()
 
 
+@pytest.fixture(scope="module")
+def minilm_int8():
+    return OnnxEmbedder()  # exported and quantized once into the user cache
+
+
 def _paragraphs(path, n: int, skip: int = 0) -> list[str]:
     paras = [p.strip() for p in path.read_text().split("\n\n") if 25 < len(p.split()) < 150]
     return paras[skip : skip + n]
 
 
-def test_cuts_fall_on_topic_changes(minilm, sample_corpus, smol_tokenizer):
+@pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
+def test_cuts_fall_on_topic_changes(backend, request, sample_corpus, smol_tokenizer):
+    embedder = request.getfixturevalue("minilm" if backend == "torch" else "minilm_int8")
     # Three real topics back to back: Node's event emitters, a software license, Python's logging.
     parts = [
         "\n\n".join(_paragraphs(sample_corpus / "nodejs-events.md", 4, skip=2)),
@@ -32,7 +42,7 @@ def test_cuts_fall_on_topic_changes(minilm, sample_corpus, smol_tokenizer):
         tokenizer=smol_tokenizer,
         max_tokens=1024,
         min_tokens=32,
-        embedder=minilm,
+        embedder=embedder,
         threshold="percentile",
         threshold_amount=85,
     )
@@ -68,3 +78,25 @@ def test_each_unit_embedded_once(sample_corpus, smol_tokenizer):
     chunker.chunk_batch(docs)
     assert len(calls) == 1, "all documents' units go through one batched call"
     assert len(calls[0]) == len(set(calls[0])) or len(calls[0]) > 10
+
+
+def test_onnx_int8_embeddings_match_sentence_transformers(minilm, minilm_int8, sample_corpus):
+    texts = _paragraphs(sample_corpus / "python-howto-logging.rst", 40) + ["", "x", "日本語のテキスト 🎉"]
+    ref, fast = minilm.encode(texts), minilm_int8.encode(texts)
+    assert fast.shape == ref.shape and np.allclose(np.linalg.norm(fast, axis=1), 1, atol=1e-5)
+    cos = (ref * fast).sum(1)
+    assert cos.min() > 0.95 and cos.mean() > 0.985
+    # What the chunker uses: similarities between neighbours agree closely.
+    ref_sims, fast_sims = (ref[1:] * ref[:-1]).sum(1), (fast[1:] * fast[:-1]).sum(1)
+    assert np.corrcoef(ref_sims, fast_sims)[0, 1] > 0.98
+
+
+def test_onnx_embedder_refuses_models_it_cannot_mirror(tmp_path):
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+    ]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ConfigError, match="use SentenceTransformerEmbedder"):
+        OnnxEmbedder(str(tmp_path))
