@@ -51,6 +51,16 @@ def plot_histogram(lengths: np.ndarray, edges: list[int], path: Path) -> None:
     tmp.replace(path)
 
 
+def _split_line(manifest: BuildManifest) -> str:
+    cfg = json.loads(manifest.config_json)
+    share, by = cfg.get("heldout_fraction") or 0, cfg.get("heldout_by", "document")
+    if cfg.get("split") == "heldout":
+        return f"**Held-out split** (~{share:.0%} of the records, by {by}): for evaluation only, never trained on."
+    if share:
+        return f"Training split: ~{share:.0%} of the records (by {by}) are held out in `heldout/` for evaluation."
+    return "All records are in this build (no held-out split; set `heldout_fraction` to make one)."
+
+
 def write_card(out: Path, manifest: BuildManifest) -> Path:
     """Write ``README.md`` and the histogram PNG next to the shards."""
     lengths, depths = _columns(out, manifest)
@@ -76,6 +86,8 @@ def write_card(out: Path, manifest: BuildManifest) -> Path:
         f"built by lengthwise {manifest.lengthwise_version} (config `{manifest.config_hash}`).",
         "Load a bucket range with `data_contracts.reader.open_buckets(folder, min_length, max_length)` "
         "(memory-mapped `datasets.Dataset`, hashes and contract checked).",
+        "",
+        _split_line(manifest),
         "",
         f"![length histogram]({HISTOGRAM})",
         "",

@@ -68,6 +68,8 @@ def test_heldout_split_is_disjoint_complete_and_stable(qa_dir, tmp_path, by):
     again = build_shards([qa_dir], tmp_path / "s", cfg)
     assert again.skipped and again.heldout.skipped
     assert again.heldout.manifest == res.heldout.manifest
+    assert "Held-out split" in (tmp_path / "s" / "heldout" / "README.md").read_text()
+    assert "held out in `heldout/`" in (tmp_path / "s" / "README.md").read_text()
 
 
 def test_over_length_rows_are_counted_not_silently_dropped(qa_dir, tmp_path):
