@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
 
 from data_contracts import QARecord, SourceDocument, TaskType
 from pipeline.chat import ChatFormatter
@@ -122,7 +123,9 @@ def evaluate(cfg: EvalConfig) -> dict:
     qa_records = _qa_records(cfg) if cfg.qa else []
     candidates = ([("base", None)] if cfg.include_base else []) + [(Path(a).name, a) for a in cfg.adapters]
     results = []
-    for name, adapter in candidates:
+    bar = tqdm(candidates, desc="evaluate", unit="model", disable=None)
+    for name, adapter in bar:
+        bar.set_postfix_str(name)
         log.info("evaluating %s", name)
         model = load_model(base, adapter, device, dtype)
         res = ModelResult(name=name, probes=run_probes(model, fmt, probes, cfg.batch_size))

@@ -43,6 +43,14 @@ def heatmap(result: ModelResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _length_axis(ax, lengths: Sequence[int]) -> None:
+    """Log-2 length axis with the measured lengths as plain tick labels (not 5x10^2)."""
+    ax.set_xscale("log", base=2)
+    if lengths:
+        ax.set_xticks(list(lengths), [str(L) for L in lengths])
+        ax.minorticks_off()
+
+
 def metric_vs_length(results: Sequence[ModelResult], path: Path) -> None:
     """Probe accuracy (and answer-token perplexity when measured) against length, one line per model."""
     plt = _plt()
@@ -57,8 +65,8 @@ def metric_vs_length(results: Sequence[ModelResult], path: Path) -> None:
             axes[0][1].plot(
                 list(r.perplexity), [v["answer_ppl"] for v in r.perplexity.values()], marker="o", label=r.name
             )
+    _length_axis(axes[0][0], sorted({L for r in results for L in r.accuracy_by_length()}))
     axes[0][0].set(
-        xscale="log",
         xlabel="context length (tokens)",
         ylabel="probe accuracy",
         ylim=(-0.05, 1.05),
@@ -66,9 +74,8 @@ def metric_vs_length(results: Sequence[ModelResult], path: Path) -> None:
     )
     axes[0][0].legend(fontsize=7)
     if has_ppl:
+        _length_axis(axes[0][1], sorted({b for r in results for b in (r.perplexity or {})}))
         axes[0][1].set(
-            xscale="log",
-            yscale="log",
             xlabel="length bucket (tokens)",
             ylabel="answer-token perplexity",
             title="perplexity by length",
