@@ -23,7 +23,6 @@ from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 _MARKER = "lengthwise-onnx.json"
-POOLINGS = ("mean", "cls")
 
 
 def _pooling(model_dir: Path) -> str:
@@ -41,9 +40,10 @@ def _pooling(model_dir: Path) -> str:
             "embedder",
         )
     cfg = json.loads((model_dir / pool["path"] / "config.json").read_text())
-    for mode in POOLINGS:
-        if cfg.get(f"pooling_mode_{mode}_token" if mode == "cls" else f"pooling_mode_{mode}_tokens"):
-            return mode
+    if cfg.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
     raise ConfigError(
         [f"{model_dir}: pooling {cfg} is not mean or CLS; use SentenceTransformerEmbedder"], "embedder"
     )
@@ -155,12 +155,10 @@ class OnnxEmbedder:
         self.path = Path(assets.resolve_model(model if model is not None else assets.MINILM))
         self.pooling = _pooling(self.path)
         self.name = f"{model if model is not None else assets.MINILM}+onnx{'-int8' if quantize else ''}"
-        self.quantize, self.max_seq_tokens, self.batch_size, self.threads = (
-            quantize,
-            max_seq_tokens,
-            batch_size,
-            threads,
-        )
+        self.quantize = quantize
+        self.max_seq_tokens = max_seq_tokens
+        self.batch_size = batch_size
+        self.threads = threads
         self._session = self._tokenizer = None
 
     def _load(self):

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from data_contracts import BuildManifest, resolve_in
 from data_contracts.io import atomic_write_text, read_table
+from pipeline.stages.split import build_split
 
 HISTOGRAM = "length_histogram.png"
 
@@ -54,7 +55,7 @@ def plot_histogram(lengths: np.ndarray, edges: list[int], path: Path) -> None:
 def _split_line(manifest: BuildManifest) -> str:
     cfg = json.loads(manifest.config_json)
     share, by = cfg.get("heldout_fraction") or 0, cfg.get("heldout_by", "document")
-    if cfg.get("split") == "heldout":
+    if build_split(manifest) == "heldout":
         return f"**Held-out split** (~{share:.0%} of the records, by {by}): for evaluation only, never trained on."
     if share:
         return f"Training split: ~{share:.0%} of the records (by {by}) are held out in `heldout/` for evaluation."

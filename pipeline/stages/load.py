@@ -10,6 +10,15 @@ from data_contracts.io import read_records
 from pipeline.validate import load_manifest
 
 
+def iter_datasets(path: str | Path, model: type[Record]) -> Iterator[Record]:
+    """Records of a stage folder, or of every stage folder directly below ``path`` (a build's ``qa/``)."""
+    root = Path(path)
+    folders = [root] if (root / "manifest.json").exists() else sorted(root.glob("*/"))
+    for folder in folders:
+        if (folder / "manifest.json").exists():
+            yield from iter_dataset(folder, model)
+
+
 def iter_dataset(folder: str | Path, model: type[Record]) -> Iterator[Record]:
     """Every ``model`` record listed in ``folder/manifest.json``, validated, in manifest order."""
     folder = Path(folder)

@@ -141,26 +141,30 @@ def build_shards(
     """
     if records is not None and cfg.heldout_fraction > 0:
         records = list(records)  # read twice: once per side of the split
-    result = _build_split(qa_dirs, out_dir, cfg, "train", progress, records, workers)
+    fmt = ChatFormatter(cfg.tokenizer, system_prompt=cfg.system_prompt)
+    fingerprint = input_fingerprint(qa_dirs) if records is None else "records"
+    sides = [("train", Path(out_dir))]
     if cfg.heldout_fraction > 0:
-        result.heldout = _build_split(
-            qa_dirs, Path(out_dir) / HELDOUT_DIR, cfg, "heldout", progress, records, workers
-        )
-    return result
+        sides.append(("heldout", Path(out_dir) / HELDOUT_DIR))
+    results = [
+        _build_split(qa_dirs, out, cfg, split, fmt, fingerprint, progress, records, workers)
+        for split, out in sides
+    ]
+    results[0].heldout = results[1] if len(results) > 1 else None
+    return results[0]
 
 
 def _build_split(
     qa_dirs: Sequence[str | Path],
-    out_dir: str | Path,
+    out: Path,
     cfg: ShardConfig,
     split: str,
+    fmt: ChatFormatter,
+    fingerprint: str,
     progress: Callable[[int], None] | None,
     records: Iterable[QARecord] | None,
     workers: int,
 ) -> ShardResult:
-    out = Path(out_dir)
-    fmt = ChatFormatter(cfg.tokenizer, system_prompt=cfg.system_prompt)
-    fingerprint = input_fingerprint(qa_dirs) if records is None else "records"
     # run_tokens only decides when to spill to disk; it must not change a single output byte.
     cfg_hash = content_hash(cfg.model_dump(mode="json", exclude={"run_tokens"}), fmt.spec, fingerprint, split)
     existing = _existing(out, cfg_hash)
@@ -238,11 +242,6 @@ def _build_split(
 
     write_card(out, manifest)
     return ShardResult(out, manifest, over_length=sum(dropped.values()))
-
-
-def build_split(manifest: BuildManifest) -> str:
-    """``train`` or ``heldout`` for a tokenized build (older builds have no split: ``train``)."""
-    return json.loads(manifest.config_json).get("split", "train")
 
 
 def _tokenized(
@@ -372,4 +371,4 @@ def inspect_lines(out_dir: str | Path, width: int = 40) -> list[str]:
     return lines
 
 
-__all__ = ["ShardResult", "build_shards", "build_split", "input_fingerprint", "inspect_lines"]
+__all__ = ["ShardResult", "build_shards", "input_fingerprint", "inspect_lines"]

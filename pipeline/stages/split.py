@@ -8,9 +8,10 @@ passing lists around, and a rerun puts every record on the same side.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Literal
 
-from data_contracts import QARecord
+from data_contracts import BuildManifest, QARecord
 
 SplitBy = Literal["document", "record"]
 HELDOUT_DIR = "heldout"
@@ -36,4 +37,9 @@ def is_heldout(rec: QARecord, fraction: float, by: SplitBy = "document") -> bool
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-__all__ = ["HELDOUT_DIR", "SplitBy", "is_heldout", "split_key"]
+def build_split(manifest: BuildManifest) -> str:
+    """``train`` or ``heldout`` for a tokenized build (older builds have no split: ``train``)."""
+    return json.loads(manifest.config_json).get("split", "train")
+
+
+__all__ = ["HELDOUT_DIR", "SplitBy", "build_split", "is_heldout", "split_key"]

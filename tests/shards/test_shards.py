@@ -17,8 +17,8 @@ from data_contracts.io import read_table, write_table
 from data_contracts.reader import open_buckets
 from pipeline.config import ShardConfig, SynthConfig, TeacherConfig
 from pipeline.stages.load import iter_dataset
-from pipeline.stages.shard import build_shards, build_split
-from pipeline.stages.split import is_heldout, split_key
+from pipeline.stages.shard import build_shards
+from pipeline.stages.split import build_split, is_heldout, split_key
 from pipeline.stages.synth import synthesize_corpus
 
 EDGES = [512, 1024, 2048, 4096]

@@ -57,8 +57,7 @@ def _haystack_docs(paths: list[str]) -> list[SourceDocument]:
     return docs
 
 
-def _ppl_rows(data: str, max_rows: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    table = _data_table(data)
+def _ppl_rows(table, max_rows: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
     rows, seen = [], {}
     for i in range(table.num_rows):
         b = table["bucket"][i].as_py()
@@ -70,34 +69,25 @@ def _ppl_rows(data: str, max_rows: int) -> list[tuple[np.ndarray, np.ndarray, in
     return rows
 
 
-def _data_table(data: str):
+def _data(data: str | None):
+    """The tokenized rows of ``data`` (memory-mapped, verified) and whether they are a held-out split."""
+    if not data:
+        return None, False
     from data_contracts.reader import open_buckets
-
-    return open_buckets(data).data.table
-
-
-def _is_heldout(data: str) -> bool:
-    from pipeline.stages.shard import build_split
+    from pipeline.stages.split import build_split
     from pipeline.validate import load_manifest
 
-    return build_split(load_manifest(data)) == "heldout"
+    return open_buckets(data).data.table, build_split(load_manifest(data)) == "heldout"
 
 
-def _qa_records(cfg: EvalConfig) -> list[QARecord]:
-    """Up to ``max_rows`` QA records per target length; only held-out ones when ``data`` is held out."""
-    from pipeline.stages.load import iter_dataset
+def _qa_records(qa: str, max_rows: int, keep: set[str] | None) -> list[QARecord]:
+    """Up to ``max_rows`` QA records per target length, only those in ``keep`` when given."""
+    from pipeline.stages.load import iter_datasets
 
-    keep = None
-    if cfg.data and _is_heldout(cfg.data):
-        keep = set(_data_table(cfg.data)["qa_id"].to_pylist())
     per: dict[int, int] = {}
     records = []
-    root = Path(cfg.qa)
-    # A QA folder, or a build's qa/ root holding one folder per document batch.
-    folders = [root] if (root / "manifest.json").exists() else sorted(root.glob("*/"))
-    recs = (r for f in folders if (f / "manifest.json").exists() for r in iter_dataset(f, QARecord))
-    for rec in recs:
-        if (keep is None or rec.qa_id in keep) and per.get(rec.target_tokens, 0) < cfg.max_rows:
+    for rec in iter_datasets(qa, QARecord):
+        if (keep is None or rec.qa_id in keep) and per.get(rec.target_tokens, 0) < max_rows:
             per[rec.target_tokens] = per.get(rec.target_tokens, 0) + 1
             records.append(rec)
     return records
@@ -119,8 +109,11 @@ def evaluate(cfg: EvalConfig) -> dict:
         [TaskType(t) for t in cfg.tasks],
         cfg.per_cell,
     )
-    ppl_rows = _ppl_rows(cfg.data, cfg.max_rows) if cfg.data else []
-    qa_records = _qa_records(cfg) if cfg.qa else []
+    table, heldout = _data(cfg.data)
+    ppl_rows = _ppl_rows(table, cfg.max_rows) if table is not None else []
+    # With held-out data, QA accuracy counts only the records behind those held-out rows.
+    keep = set(table["qa_id"].to_pylist()) if heldout else None
+    qa_records = _qa_records(cfg.qa, cfg.max_rows, keep) if cfg.qa else []
     candidates = ([("base", None)] if cfg.include_base else []) + [(Path(a).name, a) for a in cfg.adapters]
     results = []
     bar = tqdm(candidates, desc="evaluate", unit="model", disable=None)
@@ -143,7 +136,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         "lengths": cfg.lengths,
         "device": device,
         "data": cfg.data,
-        "data_heldout": bool(cfg.data) and _is_heldout(cfg.data),
+        "data_heldout": heldout,
         "qa": cfg.qa,
         "max_rows": cfg.max_rows,
     }
