@@ -17,13 +17,34 @@ from data_contracts._base import Record
 from data_contracts.arrow import check_schema, records_to_table, schema_contract, table_to_records
 from data_contracts.errors import ContractError
 
+TMP_SUFFIX = ".tmp"  # temporary files of atomic writes: ``.<name>.<random>.tmp``
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it where ``/proc`` allows)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # no /proc: the classic swap (not thread-safe, but only used off Linux)
+    os.umask(mask)
+    return mask
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half."""
+    """Write ``data`` to ``path`` through a temporary file and a rename, so readers never see half.
+
+    The file gets the permissions a plain ``open`` would give (``0666 & ~umask``): ``mkstemp``
+    alone creates 0600 files, which would make shards unreadable to a group the umask allows.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -34,6 +34,8 @@ class ShardManifest(Record):
         p = PurePosixPath(value)
         if p.is_absolute() or ".." in p.parts or "\\" in value:
             raise ValueError(f"shard path must be relative and inside the dataset dir, got {value!r}")
+        if not p.parts or p.parts == (".",):
+            raise ValueError(f"shard path must name a file inside the dataset dir, got {value!r}")
         return value
 
 
@@ -97,6 +99,10 @@ def resolve_in(dataset_dir: str | Path, rel: str) -> Path:
     """Resolve a manifest path inside ``dataset_dir``; refuse anything that escapes it."""
     root = Path(dataset_dir).resolve()
     target = (root / rel).resolve()
-    if target != root and root not in target.parents:
-        raise ContractError(f"{rel!r} resolves outside the dataset directory {root}; refusing it")
+    if root not in target.parents:
+        what = "the dataset directory itself, not a file in it" if target == root else "outside it"
+        raise ContractError(
+            f"{root / 'manifest.json'}: shard path {rel!r} resolves to {what}; "
+            "a manifest lists files inside its folder, rebuild the manifest"
+        )
     return target

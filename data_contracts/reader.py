@@ -64,11 +64,28 @@ def open_buckets(
             )
         if verify_hashes and sha256_file(path) != shard.sha256:
             raise ContractError(f"{path}: sha256 does not match the manifest; the shard changed, rebuild it")
-        with pa.memory_map(str(path)) as src:  # the stamp, as written (datasets rewrites metadata)
-            check_schema(pa.ipc.open_stream(src).schema, TokenizedExample, str(path))
-        ds = datasets.Dataset.from_file(str(path))
-        check_tokenized_table(ds.data.table, str(path))
-        parts.append(ds)
+        parts.append(_open_shard(path, shard.rows))
     if not parts:
         raise ContractError(f"{root}: no shards with buckets in ({min_length}, {max_length}]")
     return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def _open_shard(path: Path, rows: int):
+    """One memory-mapped, contract-checked shard; any read failure names the file and the fix."""
+    import datasets
+
+    try:
+        with pa.memory_map(str(path)) as src:  # the stamp, as written (datasets rewrites metadata)
+            check_schema(pa.ipc.open_stream(src).schema, TokenizedExample, str(path))
+        ds = datasets.Dataset.from_file(str(path))
+    except (pa.ArrowInvalid, OSError) as exc:  # e.g. truncated after its hash was recorded
+        raise ContractError(
+            f"{path}: not a readable Arrow shard ({exc}); it is truncated or corrupt, "
+            "rebuild it with `lengthwise shard`"
+        ) from exc
+    if ds.num_rows != rows:
+        raise ContractError(
+            f"{path}: {ds.num_rows} rows, the manifest says {rows}; rebuild with `lengthwise shard`"
+        )
+    check_tokenized_table(ds.data.table, str(path))
+    return ds

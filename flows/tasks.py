@@ -1,47 +1,91 @@
-"""Prefect tasks: each one is a library stage function, with caching keyed on content hashes."""
+"""Prefect tasks: each one is a library stage function.
+
+No task result is persisted or read back by Prefect. Prefect's result store picks the
+deserializer named inside each stored file (pickle included) and its JSON decoder imports classes
+named in the file, so a results folder inside a writable output folder would run whatever is
+planted there. Reruns are resumed by the stage functions themselves instead: a batch folder is
+done when its manifest and content-keyed input marker match (``pipeline.stages.build``), which
+lives inside the output folder, so a moved build resumes and a copied build never reads the
+original.
+"""
 
 from __future__ import annotations
 
-from prefect import task
+import contextlib
+import logging
+import threading
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
-from data_contracts import content_hash
 from pipeline.stages import build as stages
 from trainer.evaluation.api import evaluate
 from trainer.recipe import train
 
 TEACHER_LIMIT = "lengthwise-teacher"
+SLOT_POLL_S = 2.0  # how often a waiting batch re-asks for a slot (and notices a stop)
+SLOT_LOG_EVERY_S = 30.0
+STOP = threading.Event()  # set when the flow is terminated: waiting batches give up at once
+
+_NO_RESULTS = {"persist_result": False, "cache_policy": NO_CACHE}
 
 
-def _key(*parts) -> str:
-    return content_hash(*parts, length=32)
+class _SlotTimeoutFilter(logging.Filter):
+    """Prefect logs every timed-out slot request as an ERROR; here a timeout is a poll, not a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("ConcurrencySlotAcquisition" in msg and "TimeoutError" in msg)
 
 
-def _chunk_key(ctx, p) -> str:
-    return _key("chunk", p["doc_shard"].rsplit("/", 1)[-1], p["cfg"].model_dump(mode="json"))
+logging.getLogger("prefect._internal.concurrency").addFilter(_SlotTimeoutFilter())
 
 
-def _synth_key(ctx, p) -> str:
-    return _key(
-        "synth",
-        stages.folder_hash(p["chunk_dir"]),
-        p["synth"].model_dump(mode="json"),
-        p["teacher"].model_dump(mode="json"),
-    )
+class Stopped(RuntimeError):
+    """The flow was terminated while this task waited."""
 
 
-ingest = task(stages.ingest, name="ingest", retries=1)
-chunk = task(stages.chunk_batch, name="chunk", cache_key_fn=_chunk_key, persist_result=True)
-shard = task(stages.shard_all, name="shard")
-counts = task(stages.build_counts, name="count")
+@contextlib.contextmanager
+def teacher_slot(limit: str, batch: str):
+    """Hold one slot of this run's teacher limit; the wait is logged and ends on a stop.
+
+    The limit belongs to one flow run (see ``flows.build``): slots of a killed run are never
+    waited for by the next one. Slots are leased, so a slot of a dead worker process expires.
+    """
+    waited, logged = 0.0, 0.0
+    with contextlib.ExitStack() as stack:
+        while True:
+            if STOP.is_set():
+                raise Stopped(f"{batch}: build terminated while waiting for a teacher slot")
+            try:
+                stack.enter_context(
+                    concurrency(limit, occupy=1, timeout_seconds=SLOT_POLL_S, lease_duration=60, strict=True)
+                )
+                break
+            except TimeoutError:
+                waited += SLOT_POLL_S
+                if waited - logged >= SLOT_LOG_EVERY_S or not logged:
+                    get_run_logger().info("%s: waiting %.0f s for a teacher slot (%s)", batch, waited, limit)
+                    logged = waited or SLOT_POLL_S
+        if waited:
+            get_run_logger().info("%s: got a teacher slot after %.0f s", batch, waited)
+        yield
 
 
-@task(name="synthesize", cache_key_fn=_synth_key, persist_result=True, retries=1, retry_delay_seconds=5)
-def synthesize(chunk_dir: str, out_root: str, synth, teacher, cache_path: str | None = None) -> str:
-    """Synthesize one batch while holding a slot of the global teacher concurrency limit."""
-    with concurrency(TEACHER_LIMIT, occupy=1, strict=True):
+ingest = task(stages.ingest, name="ingest", retries=1, **_NO_RESULTS)
+sweep = task(stages.remove_stale_tmp, name="sweep", **_NO_RESULTS)
+chunk = task(stages.chunk_batch, name="chunk", **_NO_RESULTS)
+shard = task(stages.shard_all, name="shard", **_NO_RESULTS)
+counts = task(stages.build_counts, name="count", **_NO_RESULTS)
+
+
+@task(name="synthesize", retries=1, retry_delay_seconds=5, **_NO_RESULTS)
+def synthesize(chunk_dir: str, out_root: str, synth, teacher, cache_path: str, limit: str) -> str:
+    """Synthesize one batch while holding a slot of the run's teacher concurrency limit."""
+    with teacher_slot(limit, chunk_dir.rsplit("/", 1)[-1]):
         return stages.synthesize_batch(chunk_dir, out_root, synth, teacher, cache_path)
 
 
-train_task = task(train, name="train")
-evaluate_task = task(evaluate, name="evaluate")
+train_task = task(train, name="train", **_NO_RESULTS)
+evaluate_task = task(evaluate, name="evaluate", **_NO_RESULTS)

@@ -38,7 +38,8 @@ def save(output_dir: Path, state: TrainState, model, optimizer, scheduler, keep:
     root = checkpoint_dir(output_dir)
     final = root / f"step-{state.global_step:07d}"
     tmp = root / f".tmp-{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in root.glob(".tmp-step-*"):  # half-written checkpoints of a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
     torch.save(

@@ -235,18 +235,24 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
             run.metrics.log(row)
         bar.set_postfix(loss=f"{loss:.4f}")
         last = step + 1 == len(plan.steps)
+        if last:  # adapter and gate first: a checkpoint that says "next stage" means this one is done
+            finish_stage(run, plan)
         if run.world.main and (state.global_step % cfg.checkpoint_every == 0 or last):
-            if last:
-                state.stage, state.step = plan.index + 1, 0
             checkpoint.save(run.output, state, run.model, run.optimizer, run.scheduler, cfg.keep_checkpoints)
         distributed.barrier(run.world)
         if stop_at is not None and state.global_step >= stop_at:
             return False
-    state.stage, state.step = plan.index + 1, 0
+    if not plan.steps:
+        finish_stage(run, plan)
+    return True
+
+
+def finish_stage(run: Run, plan: StagePlan) -> None:
+    """Save the stage adapter, run its gate, then move the cursor to the next stage."""
     if run.world.main:
         save_adapter(run.model, run.output / "stages" / f"stage-{plan.index}-{plan.max_length}", run.rope)
     gate(run, plan)
-    return True
+    run.state.stage, run.state.step = plan.index + 1, 0
 
 
 class StageGateFailed(RuntimeError):

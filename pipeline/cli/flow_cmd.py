@@ -23,8 +23,11 @@ def build_cmd(
     _prefect_defaults()
     from flows.build import build_with_runner
     from flows.config import load_build_config
+    from flows.server import prefect_api
 
-    typer.echo(f"shards: {build_with_runner(load_build_config(config))}")
+    cfg = load_build_config(config)
+    with prefect_api():
+        typer.echo(f"shards: {build_with_runner(cfg)}")
 
 
 def run_cmd(
@@ -34,8 +37,11 @@ def run_cmd(
     _prefect_defaults()
     from flows.config import load_run_config
     from flows.run import run_all
+    from flows.server import prefect_api
 
-    typer.echo(json.dumps(run_all(load_run_config(config)), indent=2))
+    cfg = load_run_config(config)
+    with prefect_api():
+        typer.echo(json.dumps(run_all(cfg), indent=2))
 
 
 def serve_cmd(
@@ -46,8 +52,10 @@ def serve_cmd(
     """Serve the build flow on a cron schedule (set PREFECT_API_URL to use an existing server)."""
     _prefect_defaults()
     from flows.serve import serve
+    from flows.server import prefect_api
 
-    serve(config, cron, name)
+    with prefect_api():
+        serve(config, cron, name)
 
 
 def register(app: typer.Typer) -> None:

@@ -43,10 +43,46 @@ def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[InputPro
     return files, problems
 
 
+_BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE one
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def _bom_encoding(data: bytes) -> str | None:
+    return next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+
+
+def _utf16_hint(data: bytes) -> str | None:
+    """A conversion hint when NUL bytes look like BOM-less UTF-16 text rather than binary."""
+    sample = data[:_BINARY_SNIFF]
+    even, odd = sample[0::2], sample[1::2]
+    for nuls, order in ((odd, "le"), (even, "be")):
+        if nuls and nuls.count(0) > 0.9 * len(nuls):
+            return f"utf-16{order}"
+    return None
+
+
 def decode_text(data: bytes, source: str) -> str:
-    """Decode UTF-8 (BOM allowed); raise ``ValueError`` naming the byte offset otherwise."""
+    """Decode UTF-8 (BOM allowed) or BOM-marked UTF-16/32; ``ValueError`` names the problem and fix."""
+    enc = _bom_encoding(data)
+    if enc is not None:
+        try:
+            return data.decode(enc)
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"invalid {enc.upper()} at byte {exc.start} (file starts with a {enc} BOM)"
+            ) from exc
     if b"\x00" in data[:_BINARY_SNIFF]:
-        raise ValueError("looks binary (NUL bytes); only UTF-8 text files are read")
+        utf16 = _utf16_hint(data)
+        if utf16:
+            raise ValueError(
+                f"looks like {utf16.upper()} text without a BOM; convert it first, "
+                f"e.g. `iconv -f {utf16} -t utf-8 {source}`"
+            )
+        raise ValueError("looks binary (NUL bytes); only text files are read (UTF-8, or UTF-16 with a BOM)")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -65,34 +101,116 @@ def read_text_file(path: Path) -> SourceDocument:
     return SourceDocument.from_text(text, source=str(path), format=fmt, title=path.stem)
 
 
-def _table_rows(path: Path, text_field: str) -> Iterator[tuple[int, dict]]:
-    if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as fh:
-            for i, line in enumerate(fh):
-                if line.strip():
-                    yield i, json.loads(line)
-    else:
-        import pyarrow.parquet as pq
+Row = tuple[int, dict | InputProblem]
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-            for i, row in enumerate(batch.to_pylist()):
-                yield i, row
+
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    """``(line number, object)`` per non-blank line; a bad line is an :class:`InputProblem` for that line only."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        enc = _bom_encoding(head)
+        if enc is not None or (len(head) >= 2 and 0 in head):
+            hint = enc or _utf16_hint(head + fh.read(_BINARY_SNIFF)) or "the file's encoding"
+            yield (
+                0,
+                InputProblem(
+                    str(path),
+                    f"JSONL must be UTF-8, this looks like {hint.upper()}; convert it first, "
+                    f"e.g. `iconv -f {hint if enc is None else enc} -t utf-8 {path}`",
+                ),
+            )
+            return
+        fh.seek(0)
+        for number, raw in enumerate(fh, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    number,
+                    InputProblem(where, f"invalid UTF-8 at byte {exc.start} of the line; fix or remove it"),
+                )
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield (
+                    number,
+                    InputProblem(
+                        where, f"invalid JSON at column {exc.colno}: {exc.msg}; fix or remove the line"
+                    ),
+                )
+                continue
+            if not isinstance(row, dict):
+                yield (
+                    number,
+                    InputProblem(
+                        where, f"a JSON {type(row).__name__}, not an object; each line must be one object"
+                    ),
+                )
+                continue
+            yield number, row
+
+
+def _parquet_rows(path: Path, text_field: str) -> Iterator[Row]:
+    """``(row number, row)`` with numbers counted over the whole file (1-based), not per batch."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    if text_field not in names:
+        yield (
+            0,
+            InputProblem(
+                str(path), f"no column '{text_field}' (columns: {', '.join(names)}); set --text-field"
+            ),
+        )
+        return
+    number = 0
+    for batch in pf.iter_batches(batch_size=256):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, row
 
 
 def read_table_file(path: Path, text_field: str = "text") -> Iterator[SourceDocument | InputProblem]:
-    """Read documents from the ``text_field`` column of a JSONL or Parquet file."""
-    fmt = path.suffix.lstrip(".")
+    """Read documents from the ``text_field`` column of a JSONL or Parquet file, line by line.
+
+    Every problem names ``file:line`` (Parquet: ``file:row``); bad lines are skipped and the rest of
+    the file is kept. A missing field is reported with the fields that exist, once per file.
+    """
+    fmt = path.suffix.lstrip(".").lower()
+    rows = _jsonl_rows(path) if fmt == "jsonl" else _parquet_rows(path, text_field)
+    missing: list[int] = []
     try:
-        for i, row in _table_rows(path, text_field):
-            text = row.get(text_field)
-            where = f"{path}:{i + 1}"
+        for number, row in rows:
+            if isinstance(row, InputProblem):
+                yield row
+                continue
+            where = f"{path}:{number}"
+            if text_field not in row:
+                if not missing:
+                    yield InputProblem(
+                        where,
+                        f"no field '{text_field}' (fields: {', '.join(map(str, row))}); set --text-field",
+                    )
+                missing.append(number)
+                continue
+            text = row[text_field]
             if not isinstance(text, str) or not text.strip():
-                yield InputProblem(where, f"no non-empty string field '{text_field}' (set --text-field)")
+                yield InputProblem(where, f"field '{text_field}' is empty or not a string")
                 continue
             title = row.get("title") if isinstance(row.get("title"), str) else None
             yield SourceDocument.from_text(text, source=where, format=fmt, title=title)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError, ValueError) as exc:
-        yield InputProblem(str(path), f"cannot read: {exc}")
+    except (OSError, ValueError) as exc:  # unreadable Parquet, I/O errors: whatever was read is kept
+        yield InputProblem(str(path), f"cannot read further: {exc}")
+    if len(missing) > 1:
+        more = ", ".join(map(str, missing[1:6])) + (", ..." if len(missing) > 6 else "")
+        yield InputProblem(
+            str(path), f"{len(missing) - 1} more lines without field '{text_field}' (lines {more})"
+        )
 
 
 def read_documents(

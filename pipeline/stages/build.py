@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from data_contracts import RejectedRecord, SourceDocument, content_hash
-from data_contracts.io import write_records
+from data_contracts.io import TMP_SUFFIX, write_records
 from pipeline.config import ChunkerConfig, ShardConfig, SynthConfig, TeacherConfig
 from pipeline.io.readers import InputProblem, read_documents, read_hf_dataset
 from pipeline.stages.chunk import chunk_corpus, reject_for
@@ -156,6 +156,21 @@ def shard_all(qa_dirs: list[str], out_root: str | Path, cfg: ShardConfig) -> str
     out = Path(out_root) / "shards"
     result: ShardResult = build_shards(sorted(qa_dirs), out, cfg)
     return str(result.out_dir)
+
+
+def remove_stale_tmp(out_root: str | Path) -> list[str]:
+    """Delete temporary files of atomic writes that a killed run left (``.<name>.<random>.tmp``).
+
+    Call it before a build starts writing: the build owns its output folder, so any such file
+    there belongs to a run that no longer exists. Returns the removed paths, relative to ``out_root``.
+    """
+    root = Path(out_root)
+    removed = []
+    for path in sorted(root.rglob(f".*{TMP_SUFFIX}")) if root.is_dir() else []:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(str(path.relative_to(root)))
+    return removed
 
 
 def skipped_inputs(out_root: str | Path) -> list[dict]:

@@ -19,12 +19,14 @@ from data_contracts import (
 from pipeline.assets import cache_dir
 from pipeline.chat import ChatFormatter
 from pipeline.config import SynthConfig, TeacherConfig
+from pipeline.errors import TeacherUnavailable
 from pipeline.stages.load import iter_dataset
 from pipeline.stages.shards import ShardWriter, counts, write_manifest
 from pipeline.synthesis.cache import CachedTeacher, ResponseCache
 from pipeline.synthesis.factory import build_teacher
 from pipeline.synthesis.selfinstruct import SelfInstructSynthesizer
 from pipeline.synthesis.teacher_free import TeacherFreeGenerator
+from pipeline.synthesis.teachers import TeacherError
 
 
 @dataclass
@@ -97,9 +99,10 @@ def synthesize_corpus(
     docs, chunks = load_corpus(chunk_dirs)
     fmt = ChatFormatter(cfg.student_tokenizer)
     teacher = build_teacher(teacher_cfg)
-    cached = None
+    cached = watch = None
     if teacher is not None:
-        cached = CachedTeacher(teacher, ResponseCache(cache_path or cache_dir() / "teacher-cache.sqlite"))
+        watch = OutageWatch(teacher)
+        cached = CachedTeacher(watch, ResponseCache(cache_path or cache_dir() / "teacher-cache.sqlite"))
     synth = SelfInstructSynthesizer(docs, chunks, fmt, cached, cfg) if cached else None
     candidates = synth.plan() if synth else []
     tf_tasks = [TaskType(t) for t in cfg.teacher_free_tasks] if cfg.teacher_free_per_length else []
@@ -128,6 +131,7 @@ def synthesize_corpus(
                 rej_writer.add(outcome)
                 result.rejected[outcome.reason.value] += 1
         result.calls, result.cache_hits = cached.calls, cached.hits
+        watch.check()  # before the manifest: a batch with failed calls is never marked done
     shards = qa_writer.close() + rej_writer.close()
     result.manifest = write_manifest(
         out,
@@ -142,6 +146,43 @@ def synthesize_corpus(
         dropped=counts(result.rejected),
     )
     return result
+
+
+class OutageWatch:
+    """Wraps a teacher and turns calls that failed for outside reasons into :class:`TeacherUnavailable`.
+
+    A reply that failed after the teacher's own retries because of the connection, a timeout,
+    429 or 5xx says nothing about the record: rejecting it would cache an outage as a finished
+    batch. A call in which every request failed that way raises at once (the server is down);
+    otherwise the batch finishes, its good replies reach the response cache, and :meth:`check`
+    raises before the batch is written as done.
+    """
+
+    def __init__(self, teacher) -> None:
+        self.teacher, self.backend, self.model = teacher, teacher.backend, teacher.model
+        self.url = getattr(teacher, "base_url", teacher.model)
+        self.failed, self.detail = 0, ""
+
+    def complete(self, requests):
+        """The wrapped teacher's replies; raises when every one failed for outside reasons."""
+        replies = self.teacher.complete(requests)
+        bad = [r for r in replies if _outage(r)]
+        if bad:
+            self.failed += len(bad)
+            self.detail = str(bad[-1])
+            if len(bad) == len(replies):
+                self.check()
+        return replies
+
+    def check(self) -> None:
+        """Raise :class:`TeacherUnavailable` if any call failed for outside reasons."""
+        if self.failed:
+            raise TeacherUnavailable(self.url, self.failed, self.detail)
+
+
+def _outage(reply) -> bool:
+    """Connection errors, timeouts, 429 and 5xx after retries (a malformed 200 is the reply's fault)."""
+    return isinstance(reply, TeacherError) and reply.transient and reply.status != 200
 
 
 def _estimate(candidates, cached: CachedTeacher | None, fmt: ChatFormatter, n_tf: int) -> DryRunEstimate:
