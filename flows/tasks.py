@@ -47,7 +47,7 @@ class Stopped(RuntimeError):
 
 
 @contextlib.contextmanager
-def teacher_slot(limit: str, batch: str):
+def teacher_slot(limit: str, batch: str, log: logging.Logger | logging.LoggerAdapter):
     """Hold one slot of this run's teacher limit; the wait is logged and ends on a stop.
 
     The limit belongs to one flow run (see ``flows.build``): slots of a killed run are never
@@ -66,10 +66,10 @@ def teacher_slot(limit: str, batch: str):
             except TimeoutError:
                 waited += SLOT_POLL_S
                 if waited - logged >= SLOT_LOG_EVERY_S or not logged:
-                    get_run_logger().info("%s: waiting %.0f s for a teacher slot (%s)", batch, waited, limit)
+                    log.info("%s: waiting %.0f s for a teacher slot (%s)", batch, waited, limit)
                     logged = waited or SLOT_POLL_S
         if waited:
-            get_run_logger().info("%s: got a teacher slot after %.0f s", batch, waited)
+            log.info("%s: got a teacher slot after %.0f s", batch, waited)
         yield
 
 
@@ -83,7 +83,7 @@ counts = task(stages.build_counts, name="count", **_NO_RESULTS)
 @task(name="synthesize", retries=1, retry_delay_seconds=5, **_NO_RESULTS)
 def synthesize(chunk_dir: str, out_root: str, synth, teacher, cache_path: str, limit: str) -> str:
     """Synthesize one batch while holding a slot of the run's teacher concurrency limit."""
-    with teacher_slot(limit, chunk_dir.rsplit("/", 1)[-1]):
+    with teacher_slot(limit, chunk_dir.rsplit("/", 1)[-1], get_run_logger()):
         return stages.synthesize_batch(chunk_dir, out_root, synth, teacher, cache_path)
 
 

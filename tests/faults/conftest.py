@@ -25,7 +25,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 LW = [sys.executable, "-m", "pipeline"]
 UMASK = 0o027
-BUILD_TIMEOUT = 300
+BUILD_TIMEOUT = 600  # a bound on one build even on a loaded 2-core machine (~1 min when idle)
 
 
 def free_port() -> int:
@@ -147,7 +147,8 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = BUILD_TIMEOUT, sig
 
     deadline = time.time() + timeout
     children: set[int] = set()
-    while time.time() < deadline and proc.poll() is None and not ready():
+    while proc.poll() is None and not ready():
+        assert time.time() < deadline, "the fault point was not reached in time"
         children |= {c.pid for c in psutil.Process(proc.pid).children(recursive=True)}
         time.sleep(0.02)
     assert proc.poll() is None, "the build finished before the fault could be injected"

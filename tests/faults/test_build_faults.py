@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.faults.conftest import BUILD_TIMEOUT, UMASK, data_files, kill_when
+from tests.faults.conftest import UMASK, data_files, kill_when
 
 
 def _gone(pids: list[int], within: float = 15.0) -> list[int]:
@@ -53,7 +53,6 @@ def test_sigkill_at_every_stage_then_rerun_equals_the_reference(harness, referen
         "synth": lambda: any((out / "qa").glob("*/manifest.json")),
         "shard": lambda: (out / "shards" / ".staging").exists(),
     }
-    start = time.time()
     for stage, ready in stages.items():
         proc = harness.popen(out)
         children = kill_when(proc, ready)
@@ -67,7 +66,6 @@ def test_sigkill_at_every_stage_then_rerun_equals_the_reference(harness, referen
     assert done.returncode == 0, done.stderr[-4000:]
     assert not stale.exists(), "a stale temporary file survived the rerun"
     assert data_files(out) == data_files(reference)
-    assert time.time() - start < 4 * BUILD_TIMEOUT
 
 
 def test_sigterm_during_synthesis_stops_the_build_promptly(harness, reference):

@@ -1,0 +1,71 @@
+"""The teacher concurrency slot: the wait is logged, a stop ends it, and limits are per flow run."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("prefect_backend")
+
+
+def test_waiting_for_a_slot_is_logged_and_ends_on_stop(caplog, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+
+    from flows import tasks
+
+    monkeypatch.setattr(tasks, "SLOT_POLL_S", 0.5)
+    name = "lengthwise-teacher-test-wait"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    log = logging.getLogger("test-teacher-slot")
+    errors: list[BaseException] = []
+
+    def waiter():
+        try:
+            with tasks.teacher_slot(name, "batch-x", log):
+                errors.append(AssertionError("got a slot that another holder has"))
+        except tasks.Stopped as exc:
+            errors.append(exc)
+
+    with caplog.at_level(logging.INFO, logger="test-teacher-slot"), concurrency(name, occupy=1, strict=True):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        deadline = time.time() + 30
+        while "waiting" not in caplog.text and time.time() < deadline:
+            time.sleep(0.1)
+        assert "batch-x: waiting" in caplog.text and name in caplog.text
+        tasks.STOP.set()
+        try:
+            thread.join(timeout=10)
+        finally:
+            tasks.STOP.clear()
+    assert not thread.is_alive() and len(errors) == 1 and isinstance(errors[0], tasks.Stopped)
+
+
+def test_each_build_run_gets_its_own_limit_and_removes_it(build_sources, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency._sync import acquire_concurrency_slots_with_lease
+
+    from flows.build import build_dataset
+    from pipeline.stages.build import BuildConfig
+    from tests.flows.conftest import build_cfg
+
+    cfg = BuildConfig.model_validate(build_cfg(build_sources, tmp_path / "b"))
+    with get_client(sync_client=True) as client:  # what a killed run leaves: every slot taken, never freed
+        client.upsert_global_concurrency_limit_by_name("lengthwise-teacher", cfg.teacher_concurrency)
+    acquire_concurrency_slots_with_lease(["lengthwise-teacher"], cfg.teacher_concurrency, lease_duration=3600)
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("build blocked on slots")))
+    signal.alarm(240)
+    try:
+        state = build_dataset(cfg, return_state=True)
+    finally:
+        signal.alarm(0)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        names = {lim.name for lim in client.read_global_concurrency_limits(limit=200)}
+    assert not any(n.startswith("lengthwise-teacher-") for n in names), names
