@@ -169,7 +169,7 @@ class OutageWatch:
         bad = [r for r in replies if _outage(r)]
         if bad:
             self.failed += len(bad)
-            self.detail = str(bad[-1])
+            self.detail = " ".join(str(bad[-1]).split())  # one line, whatever the transport said
             if len(bad) == len(replies):
                 self.check()
         return replies
