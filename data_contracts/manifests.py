@@ -86,7 +86,8 @@ class BuildManifest(Record):
     config_json: str
     tokenizer: str | None = None
     tokenizer_fingerprint: str | None = Field(
-        None, description="hash of the tokenizer's vocabulary and rules; train and eval refuse a different one"
+        None,
+        description="hash of the tokenizer's vocabulary and rules; train and eval refuse a different one",
     )
     bucket_edges: list[int] = Field(default_factory=list)
     input_rows: int = Field(ge=0, default=0)

@@ -31,11 +31,15 @@ class RunConfig(BaseModel):
         "lengths, shard tokenization, training and evaluation use its tokenizer, chat template and weights "
         "unless their own section names another (default: packaged SmolLM2)",
     )
-    build: BuildConfig | None = None
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    eval: EvalConfig | None = None
-    skip_train: bool = False
-    skip_eval: bool = False
+    build: BuildConfig | None = Field(
+        None, description="sources -> chunks -> QA -> shards (`lengthwise build`)"
+    )
+    train: TrainConfig | None = Field(None, description="the LoRA curriculum (`lengthwise train`)")
+    eval: EvalConfig | None = Field(
+        None, description="probes, perplexity and QA, base vs adapters (`lengthwise eval`)"
+    )
+    skip_train: bool = Field(False, description="run: build and evaluate only")
+    skip_eval: bool = Field(False, description="run: build and train only")
 
     @model_validator(mode="before")
     @classmethod
@@ -53,8 +57,13 @@ def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     from pipeline.errors import ConfigError
 
     cfg = validate_raw(RunConfig, apply_overrides(load_raw(path), overrides), str(path))
-    if cfg.build is None:
-        raise ConfigError(["build: a run needs a build section (add build: {sources: [...]})"], str(path))
+    missing = [
+        f"{name}: a run needs a {name} section (see docs/config.md)"
+        for name in ("build", "train")
+        if getattr(cfg, name) is None
+    ]
+    if missing:
+        raise ConfigError(missing, str(path))
     return cfg
 
 
@@ -73,15 +82,23 @@ def load_build_config(path: str | Path, overrides: list[str] | tuple[str, ...] =
     if not is_run:
         return cfg
     if cfg.build is None:
-        raise ConfigError(["build: this run config has no build section (add build: {sources: [...]})"], str(path))
+        raise ConfigError(
+            ["build: this run config has no build section (add build: {sources: [...]})"], str(path)
+        )
     return cfg.build
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """A training YAML, or a run YAML's ``train`` section (data defaults to the build's shards)."""
+    from pipeline.errors import ConfigError
+
     cfg, is_run = _run_or_section(path, "train", TrainConfig, overrides)
     if not is_run:
         return cfg
+    if cfg.train is None:
+        raise ConfigError(
+            ["train: this run config has no train section (add train: {stages: [...]})"], str(path)
+        )
     train = cfg.train
     if not train.data and cfg.build is not None:
         train = train.model_copy(update={"data": str(Path(cfg.build.output_dir) / "shards")})
@@ -96,7 +113,9 @@ def load_eval_config(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     if not is_run:
         return cfg
     if cfg.eval is None:
-        raise ConfigError(["eval: this run config has no eval section (add eval: {haystack: [...]})"], str(path))
+        raise ConfigError(
+            ["eval: this run config has no eval section (add eval: {haystack: [...]})"], str(path)
+        )
     return run_eval_config(cfg)
 
 
@@ -104,7 +123,7 @@ def run_eval_config(cfg: RunConfig, adapter: str | None = None, shards: str | No
     """The eval section completed from the rest of the run: model, the trained adapters, held-out data."""
     ev = cfg.eval
     assert ev is not None
-    train_out = Path(cfg.train.output_dir)
+    train_out = Path(cfg.train.output_dir if cfg.train else "out/train")
     adapter = adapter or (
         str(train_out / "adapter") if (train_out / "adapter" / "adapter_model.safetensors").exists() else None
     )
@@ -114,7 +133,7 @@ def run_eval_config(cfg: RunConfig, adapter: str | None = None, shards: str | No
     held = Path(shards) / HELDOUT_DIR if shards else None
     update = {
         "adapters": ev.adapters or stages or ([adapter] if adapter else []),
-        "model": ev.model or cfg.train.model,
+        "model": ev.model or (cfg.train.model if cfg.train else cfg.model),
         "data": ev.data or (str(held) if held and (held / "manifest.json").exists() else None),
     }
     return ev.model_copy(update=update)

@@ -191,7 +191,9 @@ class ChatFormatter:
     def _render_plain(self, turns, weights) -> tuple[str, list[tuple[int, int, float]]]:
         parts, spans, pos = [], [], 0
         system = [self.system_prompt] if self.system_prompt and turns[0].role.value != "system" else []
-        for text, w in [(s, 0.0) for s in system] + [(t.content, w) for t, w in zip(turns, weights, strict=True)]:
+        for text, w in [(s, 0.0) for s in system] + [
+            (t.content, w) for t, w in zip(turns, weights, strict=True)
+        ]:
             if parts:
                 parts.append(COMPLETION_SEP)
                 pos += len(COMPLETION_SEP)
@@ -207,7 +209,9 @@ class ChatFormatter:
             a1 += len(self.eos_token)
         return a0, a1, w
 
-    def encode_turns(self, turns, assistant_turns: str = "all", scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    def encode_turns(
+        self, turns, assistant_turns: str = "all", scale: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and per-token loss weights of a conversation (weights times ``scale``)."""
         full, spans = self.render_turns(turns, assistant_turns)
         enc = self.hf.backend_tokenizer.encode(full, add_special_tokens=False)
@@ -221,9 +225,7 @@ class ChatFormatter:
 def _turn_weights(turns, assistant_turns: str) -> list[float]:
     assistant = [i for i, t in enumerate(turns) if t.role.value == "assistant"]
     trained = set(assistant[-1:] if assistant_turns == "last" else assistant)
-    return [
-        t.weight if t.weight is not None else (1.0 if i in trained else 0.0) for i, t in enumerate(turns)
-    ]
+    return [t.weight if t.weight is not None else (1.0 if i in trained else 0.0) for i, t in enumerate(turns)]
 
 
 def _read_template(path: str | os.PathLike[str]) -> str:

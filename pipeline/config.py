@@ -147,7 +147,9 @@ class ShardConfig(StageConfig):
         description="chat: the model's chat template; completion: plain text, turns joined by a blank line "
         "(base models without a template)",
     )
-    chat_template: str | None = Field(None, description="a Jinja file replacing the tokenizer's chat template")
+    chat_template: str | None = Field(
+        None, description="a Jinja file replacing the tokenizer's chat template"
+    )
     assistant_turns: Literal["all", "last"] = Field(
         "all", description="imported conversations: loss on every assistant turn, or on the last one only"
     )
@@ -183,6 +185,8 @@ SECTION_ALIASES: dict[str, str] = {
     "lora_dropout": "train.lora.dropout",
     "lora_target_modules": "train.lora.targets",
     "lora_target": "train.lora.targets",
+    "rank": "train.lora.r",
+    "target_modules": "train.lora.targets",
     "learning_rate": "train.stages[].lr",
     "lr": "train.stages[].lr",
     "warmup_steps": "train.stages[].warmup_steps",
@@ -245,8 +249,12 @@ def did_you_mean(name: str, model: type[BaseModel] | None) -> str:
 class ChatSource(StageConfig):
     """Chat or instruction data to import as conversations (``lengthwise shard FILE``, ``sources: kind: chat``)."""
 
-    path: str | None = Field(None, description="a .jsonl/.json/.parquet file, a folder of them, or a datasets folder")
-    dataset: str | None = Field(None, description="a hub dataset ID (needs the network) or a save_to_disk folder")
+    path: str | None = Field(
+        None, description="a .jsonl/.json/.parquet file, a folder of them, or a datasets folder"
+    )
+    dataset: str | None = Field(
+        None, description="a hub dataset ID (needs the network) or a save_to_disk folder"
+    )
     split: str = "train"
     format: Literal["auto", "messages", "sharegpt", "alpaca", "longalign"] = Field(
         "auto", description="row format; auto picks it from each row's keys"
@@ -384,11 +392,16 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...], prefix: s
         for i, part in enumerate(parts[:-1]):
             node = _child(node, part, parts[i + 1], item)
         last = parts[-1]
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.safe_load(value) if value.strip() else None  # `key=`: back to the default
         if isinstance(node, list):
             node[_index(node, last, item)] = parsed
+        elif isinstance(node, dict):
+            if parsed is None:
+                node.pop(last, None)
+            else:
+                node[last] = parsed
         else:
-            node[last] = parsed
+            _bad("--set", item, f"a path through mappings; {parts[-2]!r} is a plain value")
     return out
 
 
@@ -399,6 +412,8 @@ def _child(node, part: str, nxt: str, item: str):
         _bad("--set", item, f"a path through mappings; {part!r} is inside a plain value")
     if node.get(part) is None:
         node[part] = [] if nxt.isdigit() else {}
+    if not isinstance(node[part], dict | list):
+        _bad("--set", item, f"a path through mappings; {part!r} is a plain value")
     return node[part]
 
 

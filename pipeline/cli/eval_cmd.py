@@ -13,15 +13,21 @@ PROBE_TASKS = ("passkey", "needle_multikey", "kv_retrieval", "variable_tracking"
 
 def eval_cmd(
     config: Path = typer.Option(
-        None, "--config", help="Eval YAML, or a run YAML (its eval section, with the run's model and adapters)."
+        None,
+        "--config",
+        help="Eval YAML, or a run YAML (its eval section, with the run's model and adapters).",
     ),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
     model: str = typer.Option(None, help="Base model folder or hub ID (default: packaged SmolLM2)."),
     adapter: list[Path] = typer.Option([], help="Adapter folder(s) to compare with the base (repeatable)."),
-    haystack: list[Path] = typer.Option([], help="Documents for the probe haystacks (default samples/corpus)."),
+    haystack: list[Path] = typer.Option(
+        [], help="Documents for the probe haystacks (default samples/corpus)."
+    ),
     lengths: str = typer.Option(None, help="Context lengths in tokens, e.g. 512,1k,2k (default 512,1024)."),
     depths: str = typer.Option(None, help="Evidence depths in percent (default 0,50,100)."),
-    tasks: str = typer.Option(None, help=f"Probe tasks: {', '.join(PROBE_TASKS)} (default passkey,needle_multikey)."),
+    tasks: str = typer.Option(
+        None, help=f"Probe tasks: {', '.join(PROBE_TASKS)} (default passkey,needle_multikey)."
+    ),
     per_cell: int = typer.Option(None, min=1, help="Probes per (task, length, depth) (default 1)."),
     data: Path = typer.Option(
         None, help="Tokenized shards for perplexity by length (use SHARDS/heldout from `shard --heldout`)."

@@ -34,9 +34,13 @@ def build_cmd(
 
 
 def run_cmd(
-    config: Path = typer.Argument(None, help="Run YAML (model + build + train + eval), e.g. configs/demo.yaml."),
+    config: Path = typer.Argument(
+        None, help="Run YAML (model + build + train + eval), e.g. configs/demo.yaml."
+    ),
     config_opt: Path = typer.Option(None, "--config", help="Same as the CONFIG argument."),
-    overrides: list[str] = typer.Option([], "--set", help=SET_HELP + " Keys start with the section: train.lora.r=8."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help=SET_HELP + " Keys start with the section: train.lora.r=8."
+    ),
 ) -> None:
     """Run everything end to end: build -> train -> evaluate."""
     prefect_defaults()

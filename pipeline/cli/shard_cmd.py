@@ -43,16 +43,27 @@ def shard_cmd(
         "(OpenAI messages, ShareGPT, Alpaca, LongAlign), folders of them, a datasets folder or a hub ID.",
     ),
     tokenizer: str = typer.Option(None, help="Student model folder or hub ID (chat template + tokenizer)."),
-    buckets: str = typer.Option("512,1024,2048,4096,8192,16384,32768,65536", help="Bucket edges in tokens (1k = 1024)."),
+    buckets: str = typer.Option(
+        "512,1024,2048,4096,8192,16384,32768,65536", help="Bucket edges in tokens (1k = 1024)."
+    ),
     context_weight: float = typer.Option(0.0, min=0.0, help="Loss weight on document tokens (LIFT-style)."),
     answer_weight: float = typer.Option(1.0, min=0.0, help="Loss weight on answer tokens."),
     heldout: float = typer.Option(
-        0.0, min=0.0, max=0.99, help="Share of documents written to OUT/heldout for evaluation and never trained on."
+        0.0,
+        min=0.0,
+        max=0.99,
+        help="Share of documents written to OUT/heldout for evaluation and never trained on.",
     ),
-    input_format: str = typer.Option("auto", help="Chat rows: auto | messages | sharegpt | alpaca | longalign."),
-    assistant_turns: str = typer.Option("all", help="Chat rows: loss on all assistant turns, or the last one only."),
+    input_format: str = typer.Option(
+        "auto", help="Chat rows: auto | messages | sharegpt | alpaca | longalign."
+    ),
+    assistant_turns: str = typer.Option(
+        "all", help="Chat rows: loss on all assistant turns, or the last one only."
+    ),
     system_prompt: str = typer.Option(None, help="System turn for records that have none."),
-    chat_template: Path = typer.Option(None, help="A Jinja file that replaces the tokenizer's chat template."),
+    chat_template: Path = typer.Option(
+        None, help="A Jinja file that replaces the tokenizer's chat template."
+    ),
     completion: bool = typer.Option(
         False, "--completion", help="Plain completion format (no chat template): for base models."
     ),

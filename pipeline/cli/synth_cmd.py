@@ -53,7 +53,9 @@ def synth_cmd(
     teacher = choice(teacher, "--teacher", ("openai", "local", "none"))
     evidence_mode = choice(evidence_mode, "--evidence-mode", ("auto", "teacher", "anchored"))
     if teacher == "openai" and not base_url and not dry_run:
-        raise ConfigError(["--base-url is needed with --teacher openai (e.g. http://localhost:8000/v1)"], "synth")
+        raise ConfigError(
+            ["--base-url is needed with --teacher openai (e.g. http://localhost:8000/v1)"], "synth"
+        )
     cfg = make(
         SynthConfig,
         "synth",

@@ -105,7 +105,10 @@ def row_turns(row: dict, fmt: str) -> list[Turn]:
                 turns += [Turn(role=Role.USER, content=pair[0]), Turn(role=Role.ASSISTANT, content=pair[1])]
             extra = _text(row, "input", required=False)
             prompt = _text(row, "instruction") + (f"\n\n{extra}" if extra.strip() else "")
-            turns += [Turn(role=Role.USER, content=prompt), Turn(role=Role.ASSISTANT, content=_text(row, "output"))]
+            turns += [
+                Turn(role=Role.USER, content=prompt),
+                Turn(role=Role.ASSISTANT, content=_text(row, "output")),
+            ]
         case "longalign":
             question = _text(row, "question" if "question" in row else "instruction")
             answer = _text(row, "answer" if "answer" in row else "output")
@@ -136,7 +139,7 @@ def to_conversation(row, fmt: str, where: str, system_prompt: str | None = None)
             source_format=fmt,
         )
     except ValidationError as exc:
-        raise RowError("; ".join(e["msg"] for e in exc.errors())) from exc
+        raise RowError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from exc
 
 
 def _rows(path: Path) -> Iterator[tuple[str, object]]:

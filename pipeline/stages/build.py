@@ -36,7 +36,9 @@ class Source(BaseModel):
 
     kind: Literal["documents", "chat"] = "documents"
     path: str | None = None
-    dataset: str | None = Field(None, description="a `datasets` hub name (needs the network) or a save_to_disk folder")
+    dataset: str | None = Field(
+        None, description="a `datasets` hub name (needs the network) or a save_to_disk folder"
+    )
     split: str = "train"
     text_field: str = Field("text", description="documents: the text column of JSONL/Parquet/datasets rows")
     max_docs: int | None = Field(None, ge=1, description="at most this many documents (or chat rows)")

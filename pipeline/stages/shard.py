@@ -83,9 +83,7 @@ def chat_fingerprint(sources: Sequence[ChatSource]) -> str:
     for src in sources:
         path = Path(src.path or src.dataset or "")
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        parts.append(
-            [src.model_dump(mode="json"), [(str(f), sha256_file(f)) for f in files if f.exists()]]
-        )
+        parts.append([src.model_dump(mode="json"), [(str(f), sha256_file(f)) for f in files if f.exists()]])
     return content_hash(parts)
 
 
@@ -99,7 +97,9 @@ def formatter(cfg: ShardConfig) -> ChatFormatter:
     )
 
 
-def tokenize_any(rec: QARecord | Conversation, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str) -> dict:
+def tokenize_any(
+    rec: QARecord | Conversation, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str
+) -> dict:
     """One tokenized row for a QA record or an imported conversation."""
     if isinstance(rec, Conversation):
         return tokenize_conversation(rec, fmt, cfg, config_hash)
@@ -202,7 +202,9 @@ def build_shards(
     sides = [("train", Path(out_dir))]
     if cfg.heldout_fraction > 0:
         sides.append(("heldout", Path(out_dir) / HELDOUT_DIR))
-    results = [_build_split(inputs, out, cfg, split, fmt, fingerprint, progress, workers) for split, out in sides]
+    results = [
+        _build_split(inputs, out, cfg, split, fmt, fingerprint, progress, workers) for split, out in sides
+    ]
     results[0].heldout = results[1] if len(results) > 1 else None
     return results[0]
 
@@ -330,7 +332,11 @@ def _build_split(
 
 
 def _tokenized(
-    source: Iterable[QARecord | Conversation], fmt: ChatFormatter, cfg: ShardConfig, cfg_hash: str, workers: int
+    source: Iterable[QARecord | Conversation],
+    fmt: ChatFormatter,
+    cfg: ShardConfig,
+    cfg_hash: str,
+    workers: int,
 ) -> Iterator[tuple[QARecord | Conversation, dict]]:
     if workers <= 1:
         for rec in source:
