@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 from flows import tasks
 from flows.runners import task_runner
 from pipeline.errors import TeacherUnavailable
-from pipeline.stages.build import BuildConfig, skipped_inputs
+from pipeline.stages.build import BuildConfig, chat_sources, skipped_inputs
 
 STOP_GRACE_S = 15.0  # after SIGTERM, in-flight teacher calls get this long before the process exits
 
@@ -81,7 +81,7 @@ def build_dataset(cfg: BuildConfig) -> str:
                 unmapped(str(Path(out) / "teacher-cache.sqlite")),
                 unmapped(limit),
             )
-            shards = tasks.shard(_qa_results(qa), out, cfg.shard)
+            shards = tasks.shard(_qa_results(qa), out, cfg.shard, chat_sources(cfg.sources))
     except TerminationSignal:
         _exit_after_grace()
         raise
