@@ -27,7 +27,7 @@ def test_build_writes_valid_shards_skips_bad_files_and_caches(build_sources, tmp
     skipped = (tmp_path / "b" / "docs" / "skipped.json").read_text()
     assert "broken.txt" in skipped and "empty.md" in skipped
     first = _hashes(shards)
-    state = build_dataset(cfg, return_state=True)  # rerun: every mapped task is a cache hit
+    state = build_dataset(cfg, return_state=True)  # rerun: every batch is found done (its marker matches)
     assert state.is_completed() and _hashes(shards) == first
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_artifacts()}
