@@ -66,15 +66,13 @@ def _utf16_hint(data: bytes) -> str | None:
 
 
 def decode_text(data: bytes, source: str) -> str:
-    """Decode UTF-8 (BOM allowed) or BOM-marked UTF-16/32; ``ValueError`` names the problem and fix."""
+    """Decode UTF-8 (BOM allowed); ``ValueError`` names the problem and, for UTF-16/32, the conversion."""
     enc = _bom_encoding(data)
-    if enc is not None:
-        try:
-            return data.decode(enc)
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"invalid {enc.upper()} at byte {exc.start} (file starts with a {enc} BOM)"
-            ) from exc
+    if enc is not None:  # hint, never guess: binary that happens to start with ff fe is not text
+        raise ValueError(
+            f"starts with a {enc.upper()} byte-order mark; only UTF-8 is read, convert it first, "
+            f"e.g. `iconv -f {enc} -t utf-8 {source}`"
+        )
     if b"\x00" in data[:_BINARY_SNIFF]:
         utf16 = _utf16_hint(data)
         if utf16:
@@ -82,7 +80,7 @@ def decode_text(data: bytes, source: str) -> str:
                 f"looks like {utf16.upper()} text without a BOM; convert it first, "
                 f"e.g. `iconv -f {utf16} -t utf-8 {source}`"
             )
-        raise ValueError("looks binary (NUL bytes); only text files are read (UTF-8, or UTF-16 with a BOM)")
+        raise ValueError("looks binary (NUL bytes); only UTF-8 text files are read")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -65,12 +65,13 @@ def test_parquet_row_numbers_are_global_and_a_wrong_column_is_named_once(tmp_pat
     assert "columns: body, id" in problems[1].reason
 
 
-def test_utf16_files_are_read_or_get_a_conversion_hint(tmp_path):
+def test_utf16_files_get_a_conversion_hint(tmp_path):
     (tmp_path / "bom.txt").write_bytes("A UTF-16 document with a BOM.\n".encode("utf-16"))
     (tmp_path / "nobom.txt").write_bytes("No BOM here, little endian.\n".encode("utf-16-le"))
     (tmp_path / "rows.jsonl").write_bytes((json.dumps({"text": "x"}) + "\n").encode("utf-16"))
     docs, problems = _split(list(read_documents([tmp_path])))
-    assert [d.text for d in docs] == ["A UTF-16 document with a BOM.\n"]
+    assert docs == []
     where = {p.source.rsplit("/", 1)[-1]: p.reason for p in problems}
+    assert "UTF-16 byte-order mark" in where["bom.txt"] and "iconv -f utf-16 -t utf-8" in where["bom.txt"]
     assert "UTF-16LE" in where["nobom.txt"] and "iconv -f utf-16le" in where["nobom.txt"]
     assert "must be UTF-8" in where["rows.jsonl"] and "iconv -f utf-16" in where["rows.jsonl"]
