@@ -16,7 +16,7 @@ from trainer.export import ExportError, export
 from trainer.recipe import train
 
 NATIVE = 512  # the base's own positions; the last stage extends them with yarn x4
-LONG = 1500  # > NATIVE: only the extended model has trained on such positions' rotations
+LONG = 1100  # > NATIVE: only the extended model has trained on such positions' rotations
 
 LOAD_PLAIN = """
 import sys
@@ -51,8 +51,8 @@ def _train(base, shards, out, lora) -> Path:
             data=str(shards),
             output_dir=str(out),
             stages=[
-                StageConfig(max_length=512, steps=2, lr=5e-3),
-                StageConfig(max_length=1024, steps=2, lr=5e-3, rope={"type": "yarn", "factor": 4.0}),
+                StageConfig(max_length=512, steps=1, lr=5e-3),
+                StageConfig(max_length=1024, steps=1, lr=5e-3, rope={"type": "yarn", "factor": 4.0}),
             ],
             tokens_per_step=2048,
             precision="fp32",
@@ -63,10 +63,18 @@ def _train(base, shards, out, lora) -> Path:
     return Path(out)
 
 
-@pytest.fixture(scope="module", params=["lora", "lora_plus", "adalora"])
-def run(request, short_model, tiny_shards, tmp_path_factory):
-    lora = {"lora": {}, "lora_plus": {"plus": True}, "adalora": {"adalora": True}}[request.param]
-    return _train(short_model, tiny_shards, tmp_path_factory.mktemp(request.param) / "train", lora)
+@pytest.fixture(scope="module")
+def runs(short_model, tiny_shards, tmp_path_factory):
+    """Training runs by adapter kind, each trained once when a test first asks for it."""
+    done: dict[str, Path] = {}
+    kinds = {"lora": {}, "lora_plus": {"plus": True}, "adalora": {"adalora": True}}
+
+    def get(kind: str) -> Path:
+        if kind not in done:
+            done[kind] = _train(short_model, tiny_shards, tmp_path_factory.mktemp(kind) / "train", kinds[kind])
+        return done[kind]
+
+    return get
 
 
 def _ids() -> torch.Tensor:
@@ -78,12 +86,13 @@ def _logits(model, ids):
         return model(input_ids=ids).logits
 
 
-def test_merged_export_loads_with_plain_transformers(run, short_model, tmp_path):
+def test_merged_export_loads_with_plain_transformers(runs, short_model, tmp_path):
     from safetensors.torch import load_file, save_file
     from transformers import AutoModelForCausalLM
 
     from trainer.model import load_adapter
 
+    run = runs("lora_plus")  # LoRA+: trained embeddings and norms are merged too
     out = export(run, tmp_path / "model", merge=True, dtype="fp32", max_shard_size="300KB")
     cfg = json.loads((out / "config.json").read_text())
     rope = cfg["rope_parameters"]
@@ -109,14 +118,28 @@ def test_merged_export_loads_with_plain_transformers(run, short_model, tmp_path)
     reference = _logits(load_adapter(str(short_model), run / "adapter"), ids)
     assert torch.allclose(served, reference, atol=1e-4), float((served - reference).abs().max())
     base = AutoModelForCausalLM.from_pretrained(short_model, dtype=torch.float32).eval()
-    assert (served - _logits(base, ids)).abs().max() > 1e-2  # not the unextended base
+    assert (served - _logits(base, ids)).abs().max() > 1e-3  # not the unextended base
 
 
-def test_adapter_export_names_the_users_base_and_loads_with_autopeft(run, short_model, tmp_path):
+@pytest.mark.parametrize("kind", ["lora", "adalora"])
+def test_merged_export_equals_load_adapter(runs, kind, short_model, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from trainer.model import load_adapter
+
+    out = export(runs(kind), tmp_path / "model", merge=True)
+    ids = _ids()
+    served = _logits(AutoModelForCausalLM.from_pretrained(out).eval(), ids)
+    reference = _logits(load_adapter(str(short_model), runs(kind) / "adapter"), ids)
+    assert torch.allclose(served, reference, atol=1e-4), float((served - reference).abs().max())
+
+
+def test_adapter_export_names_the_users_base_and_loads_with_autopeft(runs, short_model, tmp_path):
     from peft import AutoPeftModelForCausalLM
 
     from trainer.model import load_adapter
 
+    run = runs("lora_plus")
     trained = json.loads((run / "adapter" / "adapter_config.json").read_text())
     assert trained["base_model_name_or_path"] == str(short_model.resolve())  # training records it too
     out = export(run, tmp_path / "adapter")
@@ -124,7 +147,7 @@ def test_adapter_export_names_the_users_base_and_loads_with_autopeft(run, short_
     assert cfg["base_model_name_or_path"] == str(short_model.resolve())
     card = (out / "README.md").read_text()
     assert "needs a config change" in card and '"rope_type": "yarn"' in card and "manifest sha256" in card
-    assert "| 1 | 1024 | 2 |" in card  # the stage table
+    assert "| 1 | 1024 | 1 |" in card  # the stage table
     info = json.loads((out / "lengthwise_export.json").read_text())
     ids = _ids()
     reference = _logits(load_adapter(str(short_model), run / "adapter"), ids)
@@ -134,19 +157,15 @@ def test_adapter_export_names_the_users_base_and_loads_with_autopeft(run, short_
     ).eval()
     assert torch.allclose(_logits(model, ids), reference, atol=1e-4)
     plain = AutoPeftModelForCausalLM.from_pretrained(str(out)).eval()  # what the card warns about
-    assert (_logits(plain, ids) - reference).abs().max() > 1e-2
+    assert (_logits(plain, ids) - reference).abs().max() > 1e-3
 
 
-@pytest.fixture(scope="module")
-def lora_run(short_model, tiny_shards, tmp_path_factory):
-    return _train(short_model, tiny_shards, tmp_path_factory.mktemp("cli") / "train", {})
-
-
-def test_cli_exports_a_stage_and_refuses_what_it_cannot_do(lora_run, short_model, tmp_path):
+def test_cli_exports_a_stage_and_refuses_what_it_cannot_do(runs, short_model, tmp_path):
     from typer.testing import CliRunner
 
     from pipeline.cli import app
 
+    lora_run = runs("lora")
     res = CliRunner().invoke(app, ["export", str(lora_run), "--stage", "0", "--merge", "--out", str(tmp_path / "s0")])
     assert res.exit_code == 0, res.output
     cfg = json.loads((tmp_path / "s0" / "config.json").read_text())
