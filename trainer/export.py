@@ -70,7 +70,9 @@ def find_adapter(source: str | Path, stage: int | None = None) -> ExportSource:
     stages = sorted((source / "stages").glob("stage-*"), key=lambda p: _stage_index(p) or 0)
     if (source / "adapter_config.json").exists():
         if stage is not None:
-            raise ExportError(f"{source} is an adapter folder; --stage picks a stage of a training output folder")
+            raise ExportError(
+                f"{source} is an adapter folder; --stage picks a stage of a training output folder"
+            )
         adapter = source
     elif stage is not None:
         hits = [p for p in stages if _stage_index(p) == stage]
@@ -120,7 +122,9 @@ def base_name(src: ExportSource, base: str | None = None) -> str:
         return src.run_info["base_model"]
     recorded = src.adapter_config.get("base_model_name_or_path")
     if not recorded:
-        raise ExportError(f"{src.adapter}: the adapter does not name its base model; pass --base NAME_OR_PATH")
+        raise ExportError(
+            f"{src.adapter}: the adapter does not name its base model; pass --base NAME_OR_PATH"
+        )
     return SMOLLM2_HUB_ID if _is_lengthwise_cache(recorded) else public_model_name(recorded)
 
 
@@ -213,7 +217,11 @@ def _publish(tmp: Path, out: Path) -> None:
 
 
 def export_merged(
-    src: ExportSource, out: str | Path, base: str | None = None, dtype: str = "auto", max_shard_size: str = "5GB"
+    src: ExportSource,
+    out: str | Path,
+    base: str | None = None,
+    dtype: str = "auto",
+    max_shard_size: str = "5GB",
 ) -> Path:
     """Merge the adapter into its base and write a standalone safetensors model folder.
 
@@ -271,7 +279,9 @@ def export_adapter(src: ExportSource, out: str | Path, base: str | None = None) 
         info = _marker(src, name, merged=False, dtype=None)
         rope = src.rope
         if rope and rope.get("rope_type") not in (None, "default"):
-            info["max_position_embeddings"] = int(rope["original_max_position_embeddings"] * rope.get("factor", 1.0))
+            info["max_position_embeddings"] = int(
+                rope["original_max_position_embeddings"] * rope.get("factor", 1.0)
+            )
         info["rope_parameters"] = rope
         (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
         write_model_card(tmp, src, name, info)

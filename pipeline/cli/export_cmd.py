@@ -8,11 +8,17 @@ import typer
 
 
 def export_cmd(
-    source: Path = typer.Argument(..., help="Training output folder (e.g. out/demo/train) or an adapter folder."),
+    source: Path = typer.Argument(
+        ..., help="Training output folder (e.g. out/demo/train) or an adapter folder."
+    ),
     out: Path = typer.Option(..., help="Folder to write (replaced only if it is an earlier export)."),
-    merge: bool = typer.Option(False, help="Merge into the base: a standalone model with the RoPE in config.json."),
+    merge: bool = typer.Option(
+        False, help="Merge into the base: a standalone model with the RoPE in config.json."
+    ),
     dtype: str = typer.Option("auto", help="--merge: auto (the base's) | bf16 | fp16 | fp32."),
-    stage: int = typer.Option(None, help="Export the adapter saved after this stage (0-based) instead of the final one."),
+    stage: int = typer.Option(
+        None, help="Export the adapter saved after this stage (0-based) instead of the final one."
+    ),
     base: str = typer.Option(
         None, help="Base model folder or hub ID (default: the one the run was given); also the name recorded."
     ),
@@ -21,7 +27,9 @@ def export_cmd(
     """Export a trained model: merged standalone folder, or the adapter with a model card."""
     from trainer.export import export
 
-    path = export(source, out, merge=merge, dtype=dtype, stage=stage, base=base, max_shard_size=max_shard_size)
+    path = export(
+        source, out, merge=merge, dtype=dtype, stage=stage, base=base, max_shard_size=max_shard_size
+    )
     typer.echo(f"wrote {path} ({'merged model' if merge else 'adapter'}; see {path / 'README.md'})")
 
 

@@ -73,7 +73,9 @@ class ShardExport:
         return out
 
 
-def _write_split(root: Path, split: str, tmp: Path, lo: int, hi: int | None, result: ShardExport) -> list[int]:
+def _write_split(
+    root: Path, split: str, tmp: Path, lo: int, hi: int | None, result: ShardExport
+) -> list[int]:
     import pyarrow.parquet as pq
 
     from data_contracts.reader import open_buckets, read_manifest
@@ -102,8 +104,12 @@ def _readme(splits: dict[str, list[int]], source: Path) -> str:
     for split in splits:
         yaml += [f"      - split: {split}", f"        path: data/{split}-*.parquet"]
     for b in splits.get("train", []):
-        yaml += [f"  - config_name: len_{b}", "    data_files:",
-                 "      - split: train", f"        path: data/train-len_{b:06d}.parquet"]
+        yaml += [
+            f"  - config_name: len_{b}",
+            "    data_files:",
+            "      - split: train",
+            f"        path: data/train-len_{b:06d}.parquet",
+        ]
     body = [
         "---",
         "",

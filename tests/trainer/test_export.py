@@ -71,7 +71,9 @@ def runs(short_model, tiny_shards, tmp_path_factory):
 
     def get(kind: str) -> Path:
         if kind not in done:
-            done[kind] = _train(short_model, tiny_shards, tmp_path_factory.mktemp(kind) / "train", kinds[kind])
+            done[kind] = _train(
+                short_model, tiny_shards, tmp_path_factory.mktemp(kind) / "train", kinds[kind]
+            )
         return done[kind]
 
     return get
@@ -96,7 +98,11 @@ def test_merged_export_loads_with_plain_transformers(runs, short_model, tmp_path
     out = export(run, tmp_path / "model", merge=True, dtype="fp32", max_shard_size="300KB")
     cfg = json.loads((out / "config.json").read_text())
     rope = cfg["rope_parameters"]
-    assert (rope["rope_type"], rope["factor"], rope["original_max_position_embeddings"]) == ("yarn", 4.0, NATIVE)
+    assert (rope["rope_type"], rope["factor"], rope["original_max_position_embeddings"]) == (
+        "yarn",
+        4.0,
+        NATIVE,
+    )
     assert cfg["max_position_embeddings"] == 4 * NATIVE
     assert (out / "model.safetensors.index.json").exists()  # sharded
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
@@ -104,14 +110,27 @@ def test_merged_export_loads_with_plain_transformers(runs, short_model, tmp_path
         assert (out / name).exists(), name
     tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
     assert tok_cfg["model_max_length"] == 4 * NATIVE
-    assert "im_start" in ((out / "chat_template.jinja").read_text() if (out / "chat_template.jinja").exists()
-                          else tok_cfg["chat_template"])
+    assert "im_start" in (
+        (out / "chat_template.jinja").read_text()
+        if (out / "chat_template.jinja").exists()
+        else tok_cfg["chat_template"]
+    )
 
     ids = _ids()
     save_file({"ids": ids}, str(tmp_path / "ids.safetensors"))
     proc = subprocess.run(  # a fresh interpreter with no lengthwise module importable
-        [sys.executable, "-c", LOAD_PLAIN, str(out), str(tmp_path / "ids.safetensors"), str(tmp_path / "l.st")],
-        capture_output=True, text=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-c",
+            LOAD_PLAIN,
+            str(out),
+            str(tmp_path / "ids.safetensors"),
+            str(tmp_path / "l.st"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     served = load_file(str(tmp_path / "l.st"))["logits"]
@@ -153,7 +172,9 @@ def test_adapter_export_names_the_users_base_and_loads_with_autopeft(runs, short
     reference = _logits(load_adapter(str(short_model), run / "adapter"), ids)
     # The card's loading line: the base's config change passed as keyword arguments.
     model = AutoPeftModelForCausalLM.from_pretrained(
-        str(out), rope_parameters=info["rope_parameters"], max_position_embeddings=info["max_position_embeddings"]
+        str(out),
+        rope_parameters=info["rope_parameters"],
+        max_position_embeddings=info["max_position_embeddings"],
     ).eval()
     assert torch.allclose(_logits(model, ids), reference, atol=1e-4)
     plain = AutoPeftModelForCausalLM.from_pretrained(str(out)).eval()  # what the card warns about
@@ -166,7 +187,9 @@ def test_cli_exports_a_stage_and_refuses_what_it_cannot_do(runs, short_model, tm
     from pipeline.cli import app
 
     lora_run = runs("lora")
-    res = CliRunner().invoke(app, ["export", str(lora_run), "--stage", "0", "--merge", "--out", str(tmp_path / "s0")])
+    res = CliRunner().invoke(
+        app, ["export", str(lora_run), "--stage", "0", "--merge", "--out", str(tmp_path / "s0")]
+    )
     assert res.exit_code == 0, res.output
     cfg = json.loads((tmp_path / "s0" / "config.json").read_text())
     assert cfg["rope_parameters"]["rope_type"] == "default" and cfg["max_position_embeddings"] == NATIVE

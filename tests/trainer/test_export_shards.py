@@ -41,7 +41,9 @@ def test_export_shards_columns(exported, tiny_shards, tmp_path):
         w = np.asarray(ref["loss_weights"])
         assert row["input_ids"] == ref["input_ids"]
         assert row["labels"] == [t if wt > 0 else -100 for t, wt in zip(ref["input_ids"], w, strict=True)]
-        assert row["attention_mask"] == [1] * row["length"] and row["position_ids"] == list(range(row["length"]))
+        assert row["attention_mask"] == [1] * row["length"] and row["position_ids"] == list(
+            range(row["length"])
+        )
         assert any(x != -100 for x in row["labels"])
     assert "load_dataset" in (out / "README.md").read_text()
 
@@ -89,5 +91,4 @@ def test_trl_sft_step_on_a_packed_row_matches_lengthwise_token_loss(exported, ti
     )
     assert len(trainer.train_dataset) == 1  # one packed row
     theirs = trainer.train().training_loss
-    print(f"TRL {theirs:.8f} lengthwise {ours:.8f}")
     assert theirs == pytest.approx(ours, rel=1e-5), (theirs, ours)
