@@ -249,6 +249,7 @@ def export_merged(
     tmp = _prepare_out(out)
     try:
         merged.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+        _add_legacy_rope_keys(tmp / "config.json")
         tok = AutoTokenizer.from_pretrained(folder)
         tok.model_max_length = merged.config.max_position_embeddings
         tok.save_pretrained(tmp)
@@ -262,6 +263,23 @@ def export_merged(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _add_legacy_rope_keys(config_json: Path) -> None:
+    """Mirror ``rope_parameters`` as ``rope_scaling``/``rope_theta`` for readers of the pre-v5 keys.
+
+    transformers 4.x, vLLM builds on it and GGUF converters read only the old keys; transformers 5
+    reads the same values from either (the test loads the folder with the installed version).
+    """
+    cfg = json.loads(config_json.read_text())
+    rope = cfg.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_scaling" in cfg:
+        return
+    if "rope_theta" in rope:
+        cfg.setdefault("rope_theta", rope["rope_theta"])
+    if rope.get("rope_type", "default") != "default":
+        cfg["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"} | {"type": rope["rope_type"]}
+    config_json.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def export_adapter(src: ExportSource, out: str | Path, base: str | None = None) -> Path:

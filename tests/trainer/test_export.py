@@ -104,6 +104,7 @@ def test_merged_export_loads_with_plain_transformers(runs, short_model, tmp_path
         NATIVE,
     )
     assert cfg["max_position_embeddings"] == 4 * NATIVE
+    assert cfg["rope_scaling"]["type"] == "yarn" and cfg["rope_scaling"]["factor"] == 4.0  # pre-v5 readers
     assert (out / "model.safetensors.index.json").exists()  # sharded
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt"))
     for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md"):
