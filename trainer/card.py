@@ -53,6 +53,9 @@ def _eval_lines(src) -> list[str]:
         return []
     data = json.loads(path.read_text())
     wanted = {"base", src.adapter.name}
+    if src.stage is None:  # the final adapter is the last stage's, which is what the run flow evaluates
+        stages = sorted((src.run_dir / "stages").glob("stage-*"), key=lambda p: int(p.name.split("-")[1]))
+        wanted |= {stages[-1].name} if stages else set()
     lines = [f"From `{path}`{' (held-out data)' if data['meta'].get('data_heldout') else ''}:", ""]
     lines += [
         "| model | probe accuracy by length | answer perplexity by bucket | QA F1 by bucket |",

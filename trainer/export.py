@@ -278,7 +278,8 @@ def _add_legacy_rope_keys(config_json: Path) -> None:
     if "rope_theta" in rope:
         cfg.setdefault("rope_theta", rope["rope_theta"])
     if rope.get("rope_type", "default") != "default":
-        cfg["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"} | {"type": rope["rope_type"]}
+        legacy = {k: v for k, v in rope.items() if k != "rope_theta"}
+        cfg["rope_scaling"] = {**legacy, "type": rope["rope_type"]}
     config_json.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
@@ -286,6 +287,11 @@ def export_adapter(src: ExportSource, out: str | Path, base: str | None = None) 
     """Copy the adapter with ``base_model_name_or_path`` set to the user's base name, plus a model card."""
     out = Path(out)
     name = base_name(src, base)
+    if name.startswith(("/", ".", "~")) and not Path(name).expanduser().is_dir():
+        raise ExportError(
+            f"{src.adapter}: its base model {name} is not a folder here, so the exported adapter would name "
+            "a model nobody can load; pass --base with the base's folder or hub ID"
+        )
     tmp = _prepare_out(out)
     try:
         for f in src.adapter.iterdir():

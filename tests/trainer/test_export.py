@@ -202,6 +202,8 @@ def test_cli_exports_a_stage_and_refuses_what_it_cannot_do(runs, short_model, tm
     with pytest.raises(ExportError, match="cannot be found.*--base"):
         export(lonely, tmp_path / "x", merge=True)
     assert not (tmp_path / "x").exists()
+    with pytest.raises(ExportError, match="not a folder here.*--base"):
+        export(lonely, tmp_path / "x")  # an adapter naming a missing folder would be useless to share
     export(lonely, tmp_path / "y", merge=True, base=str(short_model))  # --base fixes it
     with pytest.raises(ExportError, match="no stage 5"):
         export(lora_run, tmp_path / "z", stage=5)
