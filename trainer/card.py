@@ -143,7 +143,7 @@ def write_model_card(folder: Path, src, name: str, info: dict) -> Path:
         *(["base_model_relation: merge"] if info["merged"] else []),
         "---",
         "",
-        f"# {name}, long-context fine-tuned with lengthwise",
+        f"# {Path(name).name if name.startswith(('/', '.', '~')) else name}, long-context fine-tuned with lengthwise",
         "",
         f"- Base model: `{name}`"
         + (

@@ -37,7 +37,8 @@ def plot_histogram(lengths: np.ndarray, edges: list[int], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
     if len(lengths):
-        bins = np.geomspace(max(1, lengths.min()), max(lengths.max(), 2), 40)
+        lo = max(1, lengths.min())
+        bins = np.geomspace(lo, max(lengths.max(), lo + 1), 40)  # one length only: still increasing
         ax.hist(lengths, bins=bins, color="#3b7dd8", edgecolor="white")
     for e in edges:
         ax.axvline(e, color="#d62728", lw=0.8, ls="--")

@@ -92,3 +92,11 @@ def test_trl_sft_step_on_a_packed_row_matches_lengthwise_token_loss(exported, ti
     assert len(trainer.train_dataset) == 1  # one packed row
     theirs = trainer.train().training_loss
     assert theirs == pytest.approx(ours, rel=1e-5), (theirs, ours)
+
+
+def test_dataset_card_with_a_single_length(tmp_path):
+    """A split whose rows all have one length (a one-record held-out split) still gets its histogram."""
+    from pipeline.stages.card import plot_histogram
+
+    plot_histogram(np.array([300]), [512], tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 1000
