@@ -37,8 +37,9 @@ def plot_histogram(lengths: np.ndarray, edges: list[int], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
     if len(lengths):
-        lo = max(1, lengths.min())
-        bins = np.geomspace(lo, max(lengths.max(), lo + 1), 40)  # one length only: still increasing
+        lo, hi = max(1, int(lengths.min())), int(lengths.max())
+        # One length only (or a tiny range): a few bins around it; geomspace needs lo < hi.
+        bins = np.geomspace(lo, hi, 40) if hi > lo * 1.05 else np.geomspace(lo / 1.1, hi * 1.1, 5)
         ax.hist(lengths, bins=bins, color="#3b7dd8", edgecolor="white")
     for e in edges:
         ax.axvline(e, color="#d62728", lw=0.8, ls="--")
@@ -73,6 +74,7 @@ def write_card(out: Path, manifest: BuildManifest) -> Path:
     configs = ([default] if filled else []) + [
         f"  - config_name: len_{b.upper}\n    data_files: len_{b.upper:06d}/*.arrow" for b in filled
     ]
+    depths = depths[np.isfinite(depths)]  # imported conversations have no evidence depth
     depth_hist = np.histogram(depths, bins=10, range=(0, 100))[0] if len(depths) else np.zeros(10, int)
     lines = [
         "---",
@@ -115,6 +117,10 @@ def write_card(out: Path, manifest: BuildManifest) -> Path:
         "## Dropped",
         "",
         *([f"- {c.name}: {c.count}" for c in manifest.dropped] or ["- none"]),
+        "",
+        "## Skipped inputs",
+        "",
+        *([f"- `{s.source}`: {s.reason}" for s in manifest.skipped] or ["- none"]),
         "",
         "## Build config",
         "",
