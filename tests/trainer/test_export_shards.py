@@ -98,4 +98,3 @@ def test_trl_sft_step_on_a_packed_row_matches_lengthwise_token_loss(exported, ti
     assert len(trainer.train_dataset) == 1  # one packed row
     theirs = trainer.train().training_loss
     assert theirs == pytest.approx(ours, rel=1e-5), (theirs, ours)
-
