@@ -238,7 +238,7 @@ def export_merged(
     name, folder = base_name(src, base), base_folder(src, base)
     try:
         peft_model = load_adapter(folder, src.adapter, dtype=torch.float32)
-    except (RuntimeError, ValueError, KeyError) as exc:
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise ExportError(f"{src.adapter} does not fit the base model {folder}: {exc}; pass --base") from exc
     check_mergeable(peft_model.get_base_model(), None)
     target = _target_dtype(dtype, peft_model.get_base_model().config)
