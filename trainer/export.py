@@ -239,7 +239,9 @@ def export_merged(
     try:
         peft_model = load_adapter(folder, src.adapter, dtype=torch.float32)
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
-        raise ExportError(f"{src.adapter} cannot be loaded onto the base model {folder}: {exc}; pass --base with the model it was trained on") from exc
+        raise ExportError(
+            f"{src.adapter} cannot be loaded onto the base model {folder}: {exc}; pass --base with the model it was trained on"
+        ) from exc
     check_mergeable(peft_model.get_base_model(), None)
     target = _target_dtype(dtype, peft_model.get_base_model().config)
     merged = peft_model.merge_and_unload()
