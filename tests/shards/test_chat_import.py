@@ -32,7 +32,13 @@ ROWS = {
             {"from": "gpt", "value": "A2"},
         ],
     },
-    "alpaca": {"system": "Be brief.", "history": [["Q1", "A1"]], "instruction": "Q2", "input": "", "output": "A2"},
+    "alpaca": {
+        "system": "Be brief.",
+        "history": [["Q1", "A1"]],
+        "instruction": "Q2",
+        "input": "",
+        "output": "A2",
+    },
 }
 
 
@@ -111,8 +117,8 @@ def test_completion_format_and_template_override(formatter, tmp_path):
     assert [text[a:b] for a, b, _ in spans] == [f"A1{eos}", f"A2{eos}"]
     template = tmp_path / "t.jinja"
     template.write_text(
-        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% if m['role'] == 'assistant' %}"
-        "{{ eos_token }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
+        "{% for m in messages %}{{ '[' + m['role'] + '] ' + m['content'] }}{% if m['role'] == 'assistant' %}"
+        "{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '[assistant] ' }}{% endif %}"
     )
     custom = ChatFormatter(chat_template=template)
     text, spans = custom.render_turns(conv.turns, "last")
