@@ -151,3 +151,14 @@ def test_one_length_split_gets_a_card_and_the_manifest_comes_last(tmp_path, monk
     assert (tmp_path / "out" / "length_histogram.png").stat().st_size > 0
     assert load_manifest(tmp_path / "out").skipped[0].source == f"{path}:4"
     assert np.isfinite([s.tokens for s in result.manifest.shards]).all()
+
+
+def test_offline_hub_document_source_is_listed_and_the_build_goes_on(tmp_path, sample_corpus, monkeypatch):
+    from pipeline.stages.build import Source, ingest, skipped_inputs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sources = [Source(dataset="someone/some-corpus"), Source(path=str(sample_corpus / "nodejs-url.md"))]
+    batches = ingest(sources, tmp_path, docs_per_batch=4)
+    assert len(batches) == 1  # the local document is there
+    (skipped,) = skipped_inputs(tmp_path)
+    assert skipped["source"] == "someone/some-corpus" and "offline" in skipped["reason"]
