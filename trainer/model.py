@@ -148,9 +148,12 @@ def hidden_and_head(model, input_ids: torch.Tensor, position_ids: torch.Tensor):
     return out.last_hidden_state, base.get_output_embeddings().weight
 
 
-def save_adapter(model, path: Path, rope_params: dict | None) -> None:
-    """Save the adapter (safetensors) and the RoPE parameters it was trained with."""
-    model.save_pretrained(str(path), safe_serialization=True)
+def save_adapter(model, path: Path, rope_params: dict | None, state_dict: dict | None = None) -> None:
+    """Save the adapter (safetensors) and the RoPE parameters it was trained with.
+
+    ``state_dict``: the gathered trainable weights when the model's own are FSDP2 shards.
+    """
+    model.save_pretrained(str(path), safe_serialization=True, state_dict=state_dict)
     if rope_params is not None:
         (path / ROPE_FILE).write_text(json.dumps(rope_params, indent=2))
 

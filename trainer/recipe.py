@@ -21,12 +21,11 @@ import torch
 
 from data_contracts import content_hash
 from data_contracts.reader import open_buckets
-from trainer import checkpoint, distributed
+from trainer import checkpoint, distributed, parallel
 from trainer.batch import PackedBatch, collate, step_totals
 from trainer.config import TrainConfig
-from trainer.loss import weighted_loss
 from trainer.metrics import MetricLogger, plot_losses
-from trainer.model import add_lora, apply_rope, enable_checkpointing, hidden_and_head, load_base, save_adapter
+from trainer.model import add_lora, apply_rope, enable_checkpointing, load_base
 from trainer.plan import StagePlan, plan_stage
 
 log = logging.getLogger(__name__)
@@ -60,6 +59,7 @@ class Run:
     metrics: MetricLogger
     output: Path
     base_path: str
+    par: parallel.Parallel
     rope: dict | None = None
 
 
@@ -91,13 +91,15 @@ def setup(cfg: TrainConfig) -> Run:
 
         raise ConfigError(["data: the folder written by `lengthwise shard` is required"], "train")
     world = distributed.init()
-    torch.manual_seed(cfg.seed)
+    parallel.check(cfg, world)
+    torch.manual_seed(cfg.seed)  # the same model and adapter init on every rank
     output = Path(cfg.output_dir)
     data = open_buckets(cfg.data, 0, cfg.stages[-1].max_length)
     rows = Rows(data)
     plans, prev = [], 0
     for i, stage in enumerate(cfg.stages):
-        plans.append(plan_stage(i, rows.lengths, stage, prev, cfg.step_tokens, world.size, cfg.seed))
+        slots = world.size // cfg.parallel.sequence  # data-parallel slots share out the packs
+        plans.append(plan_stage(i, rows.lengths, stage, prev, cfg.step_tokens, slots, cfg.seed))
         prev = stage.max_length
     model, base_path = load_base(cfg, world.device)
     model = add_lora(model, cfg.lora, sum(len(p.steps) for p in plans))
@@ -105,12 +107,13 @@ def setup(cfg: TrainConfig) -> Run:
         enable_checkpointing(model, offload=cfg.offload_activations and world.device.type == "cuda")
     else:
         model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1.0, weight_decay=cfg.weight_decay)
+    par = parallel.wrap(model, cfg, world, lambda: _autocast(cfg, world.device))
+    parallel.seed_rank(cfg.seed, world)
+    optimizer = torch.optim.AdamW(parallel.trainable(par), lr=1.0, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(plans, cfg))
     metrics = MetricLogger(output, enabled=world.main)
     state = checkpoint.TrainState(config_hash=config_hash(cfg))
-    run = Run(cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path)
+    run = Run(cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path, par)
     resume(run)
     return run
 
@@ -125,7 +128,7 @@ def resume(run: Run) -> None:
         raise RuntimeError(
             f"{path} belongs to a different training config; use a new output_dir or delete it"
         )
-    run.state = checkpoint.restore(path, run.model, run.optimizer, run.scheduler)
+    run.state = checkpoint.restore(path, run.par, run.optimizer, run.scheduler)
     if run.world.main:  # drop log rows of steps that will run again
         kept = [r for r in run.metrics.rows() if r["step"] <= run.state.global_step]
         run.metrics.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -159,40 +162,33 @@ def check_isolation(run: Run, tol: float = 1e-4) -> None:
 
 def _loss(run: Run, batch: PackedBatch) -> float:
     batch = batch.to(run.world.device)
-    hidden, head = hidden_and_head(run.model, batch.input_ids, batch.position_ids)
-    return float(weighted_loss(hidden.float(), head.float(), batch.targets, batch.target_weights))
+    return float(run.par.module(batch.input_ids, batch.position_ids, batch.targets, batch.target_weights))
 
 
-def _autocast(run: Run):
-    precision = run.cfg.precision
+def _autocast(cfg: TrainConfig, device: torch.device):
+    precision = cfg.precision
     if precision == "auto":
-        precision = "bf16" if run.world.device.type == "cuda" else "fp32"
+        precision = "bf16" if device.type == "cuda" else "fp32"
     if precision == "bf16":
-        return torch.autocast(run.world.device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def train_step(run: Run, plan: StagePlan, step: int) -> tuple[float, int]:
     """One optimizer step over this rank's packs; returns (global step loss, global tokens)."""
-    cfg, world = run.cfg, run.world
+    cfg, world, par = run.cfg, run.world, run.par
     every = [run.rows.sample(i)[1] for pack in plan.steps[step] for i in pack]
     n_seqs, weight_sum = step_totals(every)  # over all packs of all ranks: exact sum/sum normalisation
     run.optimizer.zero_grad(set_to_none=True)
     loss_sum, tokens = 0.0, 0
-    for pack in plan.packs_for(step, world.rank, world.size):
-        batch = collate([run.rows.sample(i) for i in pack], cfg.loss_norm, n_seqs, weight_sum).to(
-            world.device
-        )
-        with _autocast(run):
-            hidden, head = hidden_and_head(run.model, batch.input_ids, batch.position_ids)
-        loss = weighted_loss(hidden, head, batch.targets, batch.target_weights, cfg.ce_chunk_tokens)
-        loss.backward()  # summed over micro-batches: no division by the number of packs
-        loss_sum += float(loss.detach())
-        tokens += batch.tokens
-    params = [p for p in run.model.parameters() if p.requires_grad]
-    distributed.sum_gradients(params, world)
+    mine = plan.packs_for(step, par.dp_rank, par.dp_size)
+    for k, pack in enumerate(mine):
+        batch = collate([run.rows.sample(i) for i in pack], cfg.loss_norm, n_seqs, weight_sum)
+        loss, n = parallel.forward_backward(par, batch, last=k == len(mine) - 1)
+        loss_sum += loss
+        tokens += n
     if cfg.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(parallel.trainable(par), cfg.max_grad_norm)
     run.optimizer.step()
     run.scheduler.step()
     if cfg.lora.adalora:
@@ -235,16 +231,15 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
             run.metrics.log(row)
         bar.set_postfix(loss=f"{loss:.4f}")
         last = step + 1 == len(plan.steps)
-        if run.world.main and (state.global_step % cfg.checkpoint_every == 0 or last):
+        if state.global_step % cfg.checkpoint_every == 0 or last:
             if last:
                 state.stage, state.step = plan.index + 1, 0
-            checkpoint.save(run.output, state, run.model, run.optimizer, run.scheduler, cfg.keep_checkpoints)
+            checkpoint.save(run.output, state, run.par, run.optimizer, run.scheduler, cfg.keep_checkpoints)
         distributed.barrier(run.world)
         if stop_at is not None and state.global_step >= stop_at:
             return False
     state.stage, state.step = plan.index + 1, 0
-    if run.world.main:
-        save_adapter(run.model, run.output / "stages" / f"stage-{plan.index}-{plan.max_length}", run.rope)
+    parallel.save_adapter(run.par, run.output / "stages" / f"stage-{plan.index}-{plan.max_length}", run.rope)
     gate(run, plan)
     return True
 
@@ -289,8 +284,8 @@ def gate(run: Run, plan: StagePlan) -> None:
 def cleanup(run: Run) -> dict:
     """Save the final adapter, the loss plot and a summary; leave the process group."""
     summary = {}
+    parallel.save_adapter(run.par, run.output / "adapter", run.rope)
     if run.world.main:
-        save_adapter(run.model, run.output / "adapter", run.rope)
         rows = run.metrics.rows()
         if rows:
             plot_losses(rows, run.output / "loss_by_stage.png")
