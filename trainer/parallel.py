@@ -123,7 +123,8 @@ def _fsdp(module: LossModel, cfg: TrainConfig, world: World) -> nn.Module:
     fully_shard(module, mp_policy=policy)
     for m in module.modules():
         if isinstance(m, FSDPModule):
-            m.set_gradient_divide_factor(1.0)
+            m.set_gradient_divide_factor(1.0)  # sum, not average (see the module docstring)
+            m.set_force_sum_reduction_for_comms(True)  # plain SUM: gloo has no PREMUL_SUM
     return module
 
 

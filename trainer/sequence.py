@@ -4,7 +4,7 @@ Around attention, an all-to-all turns ``[B, H, L/N, D]`` (all heads, my tokens) 
 (my heads, all tokens); attention runs per document over the whole pack with the pack's own
 boundaries; a second all-to-all turns the result back. Everything else in the model is per token,
 so it runs on the slice unchanged. Both all-to-alls are autograd-aware
-(``torch.distributed.nn.functional.all_to_all_single``), so LoRA gradients flow across ranks.
+(torch's functional ``all_to_all_single_autograd``), so LoRA gradients flow across ranks.
 
 Why our own layer: DeepSpeed ALST's ``UlyssesSPAttentionHF`` needs the DeepSpeed engine and its
 communication layer (CUDA builds), yunchang targets flash-attn on NCCL, and torch's
@@ -65,11 +65,10 @@ def document_attention(
 
 def _all_to_all(x: torch.Tensor, scatter_dim: int, gather_dim: int, group, size: int) -> torch.Tensor:
     """Split ``x`` along ``scatter_dim`` over the group and concatenate what arrives along ``gather_dim``."""
-    from torch.distributed.nn.functional import all_to_all_single
+    from torch.distributed._functional_collectives import all_to_all_single_autograd, wait_tensor
 
-    chunks = [c.contiguous() for c in x.chunk(size, dim=scatter_dim)]
-    send = torch.stack(chunks)  # [size, ...]: chunk i goes to rank i
-    recv = all_to_all_single(torch.empty_like(send), send, group=group)
+    send = torch.stack([c.contiguous() for c in x.chunk(size, dim=scatter_dim)])  # chunk i -> rank i
+    recv = wait_tensor(all_to_all_single_autograd(send, None, None, group))
     return torch.cat(list(recv.unbind(0)), dim=gather_dim)
 
 
