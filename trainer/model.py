@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from trainer import quantize
 from trainer.config import LoraSettings, RopeConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,11 @@ def load_base(cfg: TrainConfig, device: torch.device):
             use_safetensors=True,
             attn_implementation=pick_attention(cfg.attn_implementation, device),
             trust_remote_code=cfg.trust_remote_code,
+            **quantize.load_kwargs(cfg, device),
         )
-    model.to(device)
+    if cfg.quantize is None:
+        model.to(device)  # a quantized model is placed by device_map and cannot move
+    model = quantize.prepare(model, cfg)
     model.config.use_cache = False
     return model, path
 
