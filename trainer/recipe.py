@@ -67,7 +67,15 @@ def config_hash(cfg: TrainConfig) -> str:
     """What makes two runs the same run (logging and checkpoint cadence do not)."""
     return content_hash(
         cfg.model_dump(
-            mode="json", exclude={"checkpoint_every", "keep_checkpoints", "log_every", "output_dir"}
+            mode="json",
+            exclude={
+                "checkpoint_every",
+                "keep_checkpoints",
+                "log_every",
+                "output_dir",
+                "launcher",
+                "nproc_per_node",
+            },
         )
     )
 
