@@ -6,11 +6,12 @@ boundaries; a second all-to-all turns the result back. Everything else in the mo
 so it runs on the slice unchanged. Both all-to-alls are autograd-aware
 (torch's functional ``all_to_all_single_autograd``), so LoRA gradients flow across ranks.
 
-Why our own layer: DeepSpeed ALST's ``UlyssesSPAttentionHF`` needs the DeepSpeed engine and its
-communication layer (CUDA builds), yunchang targets flash-attn on NCCL, and torch's
-``context_parallel`` shards SDPA with ring attention that ignores document boundaries unless flex
-attention (no CPU backward) is used. None runs on the gloo/CPU path the tests use; this module is
-two collectives and a per-document attention call.
+Why our own layer (details in docs/parallel.md): DeepSpeed ALST's ``UlyssesSPAttentionHF`` is
+wired into the DeepSpeed engine (its process-group object goes to ``deepspeed.initialize``, ZeRO in
+place of FSDP2); yunchang is built around flash-attn kernels (CUDA); torch's experimental
+``context_parallel`` is ring attention over SDPA without document boundaries (only flex masks, which
+have no CPU backward). None fits FSDP2 + our per-document attention on the gloo/CPU test path; this
+module is two autograd-aware collectives around a per-document attention call.
 """
 
 from __future__ import annotations
@@ -33,14 +34,6 @@ class _Active:
 
 
 _ACTIVE: _Active | None = None
-
-
-def cu_seqlens_from_positions(position_ids: torch.Tensor) -> list[int]:
-    """Document boundaries of a packed row whose positions restart at 0 for every sample."""
-    starts = (position_ids[0] == 0).nonzero().flatten().tolist()
-    if not starts or starts[0] != 0:
-        starts = [0, *starts]
-    return [*starts, int(position_ids.shape[1])]
 
 
 def document_attention(
@@ -75,22 +68,23 @@ def _all_to_all(x: torch.Tensor, scatter_dim: int, gather_dim: int, group, size:
 def ulysses_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, **kwargs):
     """Attention-interface function: head-sharded per-document attention inside a sequence-parallel pass.
 
-    Outside :func:`sharded` (evaluation, the isolation check, one process) it is plain per-document
-    attention over the local row, with boundaries from ``position_ids``.
+    Outside :func:`sharded` (evaluation, generation, the isolation check) it is transformers' SDPA
+    path with the mask :func:`ulysses_mask` built for it, exactly as without sequence parallelism.
     """
-    del attention_mask, dropout  # boundaries come from cu_seqlens; attention dropout is 0 in these models
     state = _ACTIVE
     if state is None:
-        return document_attention(
-            query, key, value, cu_seqlens_from_positions(kwargs["position_ids"]), scaling
-        ), None
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
     n, group = state.size, state.group
     if key.shape[1] % n:  # fewer KV heads than ranks: give every rank its own copy of the groups it needs
         rep = query.shape[1] // key.shape[1]
         key, value = key.repeat_interleave(rep, dim=1), value.repeat_interleave(rep, dim=1)
     if query.shape[1] % n:
         raise ValueError(
-            f"sequence parallel {n} needs the number of attention heads ({query.shape[1]}) divisible by it"
+            f"parallel.sequence={n} needs the number of attention heads ({query.shape[1]}) divisible by it"
         )
     # [B, H, L/n, D] -> [B, H/n, L, D]
     q, k, v = (_all_to_all(t, 1, 2, group, n) for t in (query, key, value))
@@ -99,11 +93,25 @@ def ulysses_attention(module, query, key, value, attention_mask=None, scaling=No
     return _all_to_all(out, 1, 2, group, n), None
 
 
+def ulysses_mask(*args, **kwargs):
+    """Mask-interface function: none inside a sequence-parallel pass, the SDPA mask otherwise.
+
+    Inside, the pack's boundaries come from ``cu_seqlens`` and no L x L tensor is built.
+    """
+    if _ACTIVE is not None:
+        return None
+    from transformers.masking_utils import sdpa_mask
+
+    return sdpa_mask(*args, **kwargs)
+
+
 def register() -> str:
-    """Register :func:`ulysses_attention` with transformers' attention interface; returns its name."""
+    """Register the attention and mask functions with transformers' interfaces; returns their name."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(NAME, ulysses_attention)
+    AttentionMaskInterface.register(NAME, ulysses_mask)
     return NAME
 
 

@@ -52,12 +52,25 @@ def _torchrun(args: list[str], **popen) -> subprocess.Popen:
     return subprocess.Popen([*cmd, "--master-port", str(_port()), *args], env=env, **popen)
 
 
-def _train_2proc(cfg: TrainConfig, tmp: Path) -> None:
+def _train_2proc(cfg: TrainConfig, tmp: Path, launcher: str = "torchrun") -> None:
+    """Train with 2 processes started by torchrun, accelerate launch, or the run flow's launcher."""
+    if launcher == "flow":
+        from trainer.launch import train as launch
+
+        launch(cfg.model_copy(update={"launcher": "torchrun", "nproc_per_node": 2}))
+        return
     path = tmp / f"{Path(cfg.output_dir).name}.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    proc = _torchrun(
-        ["-m", "trainer", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    if launcher == "accelerate":
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+        cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        proc = subprocess.Popen(
+            [*cmd, "--main_process_port", str(_port()), "-m", "trainer", str(path)], env=env, **pipe
+        )
+    else:
+        proc = _torchrun(["-m", "trainer", str(path)], **pipe)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
 
@@ -80,11 +93,21 @@ def one_process(tiny_model, tiny_shards, tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "layout", [{"data": "ddp"}, {"data": "fsdp"}, {"data": "ddp", "sequence": 2}], ids=["ddp", "fsdp2", "sp2"]
+    ("layout", "launcher"),
+    [
+        ({"data": "ddp"}, "flow"),
+        ({"data": "fsdp"}, "accelerate"),
+        ({"data": "ddp", "sequence": 2}, "torchrun"),
+    ],
+    ids=["ddp-flow-launcher", "fsdp2-accelerate", "sp2-torchrun"],
 )
-def test_two_processes_match_one(layout, one_process, tiny_model, tiny_shards, tmp_path):
+def test_two_processes_match_one(
+    layout, launcher, one_process, tiny_model, tiny_shards, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.getcwd())
     cfg = _cfg(tiny_model, tiny_shards, tmp_path / "two", parallel=layout)
-    _train_2proc(cfg, tmp_path)
+    _train_2proc(cfg, tmp_path, launcher)
     a, b = _losses(one_process), _losses(tmp_path / "two")
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     for step in a:
