@@ -82,7 +82,11 @@ def check(cfg: TrainConfig, world: World) -> None:
             f"parallel.sequence={n} must divide the number of processes ({world.size}); "
             f"launch a multiple of {n} processes or change parallel.sequence"
         )
-    if world.size > 1 and cfg.parallel.data == "fsdp" and any(s.gate_min_accuracy for s in cfg.stages):
+    if (
+        world.size > 1
+        and cfg.parallel.data == "fsdp"
+        and any(s.gate_min_accuracy is not None for s in cfg.stages)
+    ):
         raise ValueError(
             "stages[].gate_min_accuracy is not supported with parallel.data: fsdp (the probes need the "
             "whole model on one rank); use parallel.data: ddp or drop the gates"
