@@ -167,3 +167,19 @@ def test_sequence_degree_must_divide_the_processes(tiny_model, tiny_shards, tmp_
     cfg = _cfg(tiny_model, tiny_shards, tmp_path, parallel={"sequence": 2})
     with pytest.raises(ValueError, match="must divide the number of processes"):
         parallel.check(cfg, World(0, 3))
+
+
+def test_split_pads_with_a_zero_weight_document_and_keeps_the_pack_boundaries():
+    import numpy as np
+
+    from trainer.batch import collate
+    from trainer.sequence import split
+
+    samples = [(np.arange(3, 7), np.ones(4, np.float32)), (np.arange(10, 13), np.ones(3, np.float32))]
+    batch = collate(samples, "token", 2, 5.0)  # 7 tokens: padded to 8 for 2 ranks
+    parts = [split(batch, r, 2) for r in range(2)]
+    assert [p.tokens for p, _ in parts] == [4, 4]
+    assert parts[0][1] == parts[1][1] == [0, 4, 7, 8]
+    assert parts[1][0].input_ids[0, -1] == 0 and parts[1][0].target_weights[-1] == 0
+    whole = torch.cat([p.target_weights for p, _ in parts])
+    assert torch.equal(whole[:7], batch.target_weights)
