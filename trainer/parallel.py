@@ -67,8 +67,13 @@ class LossModel(nn.Module):
         super().__init__()
         self.model, self.chunk_tokens, self.autocast = model, chunk_tokens, autocast
 
-    def forward(self, input_ids, position_ids, targets, weights) -> torch.Tensor:
-        """Weighted loss of one packed row (its share of the optimizer step)."""
+    def forward(self, input_ids, position_ids=None, targets=None, weights=None):
+        """Weighted loss of one packed row (its share of the optimizer step).
+
+        Given a function instead of token ids, returns ``fn(model)`` (see :func:`on_whole_model`).
+        """
+        if callable(input_ids):
+            return input_ids(self.model)
         with self.autocast():
             hidden, head = hidden_and_head(self.model, input_ids, position_ids)
         return weighted_loss(hidden, head, targets, weights, self.chunk_tokens)
@@ -81,15 +86,6 @@ def check(cfg: TrainConfig, world: World) -> None:
         raise ValueError(
             f"parallel.sequence={n} must divide the number of processes ({world.size}); "
             f"launch a multiple of {n} processes or change parallel.sequence"
-        )
-    if (
-        world.size > 1
-        and cfg.parallel.data == "fsdp"
-        and any(s.gate_min_accuracy is not None for s in cfg.stages)
-    ):
-        raise ValueError(
-            "stages[].gate_min_accuracy is not supported with parallel.data: fsdp (the probes need the "
-            "whole model on one rank); use parallel.data: ddp or drop the gates"
         )
 
 
@@ -156,6 +152,17 @@ def wrap(model: nn.Module, cfg: TrainConfig, world: World, autocast) -> Parallel
             module = DDP(module, device_ids=ids)
             module.register_comm_hook(None, _sum_hook)
     return Parallel(world, module, model, cfg.parallel.data, n, _sequence_groups(world, n))
+
+
+def on_whole_model(par: Parallel, fn):
+    """``fn(model)`` with the whole model usable on its own (isolation check, gate probes); all ranks call.
+
+    Under FSDP2 it runs inside the root's forward, whose hooks gather the root's parameters
+    (embeddings, final norm, head); the decoder layers gather their own shards in their hooks.
+    """
+    if par.data == "fsdp" and par.world.size > 1:
+        return par.module(fn)
+    return fn(par.model)
 
 
 def forward_backward(par: Parallel, batch, last: bool) -> tuple[float, int]:

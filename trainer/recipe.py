@@ -25,8 +25,9 @@ from pipeline.fingerprint import check_shards_tokenizer
 from trainer import checkpoint, distributed, parallel
 from trainer.batch import PackedBatch, collate, step_totals
 from trainer.config import TrainConfig
+from trainer.loss import weighted_loss
 from trainer.metrics import MetricLogger, plot_losses
-from trainer.model import add_lora, apply_rope, enable_checkpointing, load_base
+from trainer.model import add_lora, apply_rope, enable_checkpointing, hidden_and_head, load_base
 from trainer.plan import StagePlan, plan_stage
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,8 @@ def check_isolation(run: Run, tol: float = 1e-4) -> None:
 
 def _loss(run: Run, batch: PackedBatch) -> float:
     batch = batch.to(run.world.device)
-    return float(run.par.module(batch.input_ids, batch.position_ids, batch.targets, batch.target_weights))
+    hidden, head = hidden_and_head(run.model, batch.input_ids, batch.position_ids)
+    return float(weighted_loss(hidden.float(), head.float(), batch.targets, batch.target_weights))
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -251,7 +253,7 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
             return False
     state.stage, state.step = plan.index + 1, 0
     parallel.save_adapter(run.par, run.output / "stages" / f"stage-{plan.index}-{plan.max_length}", run.rope)
-    gate(run, plan)
+    parallel.on_whole_model(run.par, lambda _: gate(run, plan))
     return True
 
 
@@ -332,7 +334,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> dict:
     """The whole recipe. ``stop_at`` ends the run after that global step (tests, budgets)."""
     run = setup(cfg)
     if cfg.isolation_check and run.state.global_step == 0:
-        check_isolation(run)
+        parallel.on_whole_model(run.par, lambda _: check_isolation(run))
     for plan in run.plans:
         if plan.index < run.state.stage:
             continue
