@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 OUT = REPO / "benchmarks" / "results" / "parallel_cpu.json"
-PACK, STEPS = 4096, 3
+PACK, STEPS = 2048, 2
 GPU = "--gpu" in sys.argv
 if GPU:
     PACK, OUT = 16384, OUT.with_name("parallel_gpu.json")
@@ -189,6 +189,7 @@ def main() -> None:
         rows = [run_mode(*m, model_dir=tmp / "model", tmp=tmp) for m in modes]
     result = {
         "machine": _machine(),
+        "load_average_1_5_15_min_at_end": [round(x, 1) for x in os.getloadavg()],
         "torch": __import__("torch").__version__,
         "pack_tokens": PACK,
         "packs_per_step": 2,

@@ -77,7 +77,8 @@ def parallel() -> list[str]:
     data = json.loads((RESULTS / "parallel_cpu.json").read_text())
     lines = [
         f"{data['packs_per_step']} packs of {data['pack_tokens']} tokens per optimizer step, {data['model']}; "
-        f"measured on {data['machine']}, torch {data['torch']}, mean of {data['timed_steps']} steps after a warm-up:",
+        f"measured on {data['machine']}, torch {data['torch']}, mean of {data['timed_steps']} steps after a warm-up; "
+        f"load average (1/5/15 min) at the end: {data.get('load_average_1_5_15_min_at_end')}:",
         "",
         "| layout | processes | tokens/s | peak RSS per rank MiB | step RSS growth per rank MiB |",
         "|---|---|---|---|---|",
