@@ -11,9 +11,14 @@ def eval_cmd(
     model: str = typer.Option(None, help="Base model folder or hub ID (default: packaged SmolLM2)."),
     adapter: list[Path] = typer.Option([], help="Adapter folder(s) to compare with the base (repeatable)."),
     haystack: list[Path] = typer.Option([Path("samples/corpus")], help="Documents for the probe haystacks."),
-    lengths: str = typer.Option("512,1024", help="Context lengths in tokens."),
+    lengths: str = typer.Option(
+        None, help="Context lengths in tokens (default: the adapters' trained stage lengths, else 512,1024)."
+    ),
     depths: str = typer.Option("0,50,100", help="Evidence depths in percent."),
-    tasks: str = typer.Option("passkey,needle_multikey", help="Probe tasks."),
+    tasks: str = typer.Option(
+        "passkey,niah_multikey",
+        help="Probe tasks: passkey, niah_multikey, niah_multivalue, niah_multiquery, vt, cwe (QA comes from --qa).",
+    ),
     per_cell: int = typer.Option(1, help="Probes per (task, length, depth)."),
     data: Path = typer.Option(
         None, help="Tokenized shards for perplexity by length (use SHARDS/heldout from `shard --heldout`)."
@@ -32,7 +37,7 @@ def eval_cmd(
         adapters=[str(a) for a in adapter],
         include_base=not no_base,
         haystack=[str(h) for h in haystack],
-        lengths=[int(x) for x in lengths.split(",")],
+        lengths=[int(x) for x in lengths.split(",")] if lengths else None,
         depths=[float(x) for x in depths.split(",")],
         tasks=tasks.split(","),
         per_cell=per_cell,
@@ -44,7 +49,10 @@ def eval_cmd(
     for m in result["models"]:
         acc = m["probe_accuracy_by_length"]
         typer.echo(
-            f"{m['name']}: probe accuracy by length " + ", ".join(f"{k}: {v:.2f}" for k, v in acc.items())
+            f"{m['name']}: probe accuracy by length "
+            + ", ".join(
+                f"{k}: {v['accuracy']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] n={v['n']}" for k, v in acc.items()
+            )
         )
     typer.echo(f"wrote {out}/report.md")
 
