@@ -192,8 +192,8 @@ def generate(
 ) -> list[str]:
     """Greedy generation with the KV cache in equal-length batches (left padding within a batch).
 
-    ``max_new_tokens`` may be given per prompt: a batch stops at the longest budget among its rows
-    (and every row stops at end of turn).
+    ``max_new_tokens`` may be given per prompt: a batch runs to the longest budget among its rows,
+    each row is cut at its own budget, and every row stops at end of turn.
     """
     tok = fmt.hf
     tok.padding_side = "left"
@@ -213,7 +213,8 @@ def generate(
             use_cache=True,
         )
         for i, row in zip(idx, gen[:, enc["input_ids"].shape[1] :], strict=True):
-            out[i] = tok.decode(row, skip_special_tokens=True)
+            # Each row keeps only its own budget, so a batch answers exactly as single prompts do.
+            out[i] = tok.decode(row[: budgets[i]], skip_special_tokens=True)
         if progress is not None:
             progress.advance(len(idx))
     return out
