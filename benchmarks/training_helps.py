@@ -111,29 +111,7 @@ def main() -> None:
     )
     with Clock() as t_train:
         summary = train(cfg)
-    ev = EvalConfig(
-        model=model,
-        adapters=[str(work / "train" / "adapter")],
-        haystack=[str(CORPUS / d) for d in HELDOUT_DOCS],
-        lengths=lengths,
-        depths=depths,
-        tasks=["niah_multikey"],
-        per_cell=max(1, args.probes // len(depths)),
-        batch_size=args.batch_size,
-        out=str(work / "eval"),
-        progress_every_s=60,
-    )
-    with Clock() as t_eval:
-        result = evaluate(ev)
-    rows = []
-    for length in lengths:
-        cell = {m["name"]: m["probe_accuracy_by_length"][str(length)] for m in result["models"]}
-        verdict = next(
-            c["verdict"]
-            for c in result["comparisons"]
-            if c["length"] == length and c["task"] == "niah_multikey"
-        )
-        rows.append({"length": length, "base": cell["base"], "adapter": cell["adapter"], "verdict": verdict})
+    out = Path(args.out)
     data = {
         "meta": {
             "date": time.strftime("%Y-%m-%d"),
@@ -154,12 +132,41 @@ def main() -> None:
             "cpu_s": t_train.cpu,
         },
         "data_wall_s": t_data.wall,
-        "eval": {"wall_s": t_eval.wall, "cpu_s": t_eval.cpu, "probes_per_model": result["meta"]["n_probes"]},
-        "results": rows,
+        "eval": {"wall_s": 0.0, "cpu_s": 0.0, "probes_per_model": 0},
+        "results": [],
+        "complete": False,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(data, indent=1))
-    print("\n".join(render(data)))
+    # Longest length first: the stage that matters most is measured even if the run is cut short;
+    # the JSON is rewritten after every length.
+    for length in sorted(lengths, reverse=True):
+        ev = EvalConfig(
+            model=model,
+            adapters=[str(work / "train" / "adapter")],
+            haystack=[str(CORPUS / d) for d in HELDOUT_DOCS],
+            lengths=[length],
+            depths=depths,
+            tasks=["niah_multikey"],
+            per_cell=max(1, args.probes // len(depths)),
+            min_per_cell=args.probes,
+            batch_size=args.batch_size,
+            out=str(work / f"eval-{length}"),
+            progress_every_s=60,
+        )
+        with Clock() as t_eval:
+            result = evaluate(ev)
+        cell = {m["name"]: m["probe_accuracy_by_length"][str(length)] for m in result["models"]}
+        verdict = next(c["verdict"] for c in result["comparisons"] if c["length"] == length)
+        data["results"].append(
+            {"length": length, "base": cell["base"], "adapter": cell["adapter"], "verdict": verdict}
+        )
+        data["results"].sort(key=lambda r: r["length"])
+        data["eval"]["wall_s"] = round(data["eval"]["wall_s"] + t_eval.wall, 1)
+        data["eval"]["cpu_s"] = round(data["eval"]["cpu_s"] + t_eval.cpu, 1)
+        data["eval"]["probes_per_model"] += result["meta"]["n_probes"]
+        data["complete"] = len(data["results"]) == len(lengths)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=1))
+        print("\n".join(render(data)), flush=True)
 
 
 def render(data: dict) -> list[str]:
@@ -173,7 +180,12 @@ def render(data: dict) -> list[str]:
         f"{data['meta']['machine']}, {data['meta']['date']}. Curriculum {a['lengths']} tokens, steps {a['steps']}, "
         f"{a['tokens_per_step']} tokens/step, LoRA r={a['rank']} on {a['targets']}, lr {a['lr']}. "
         f"Train {data['train']['wall_s'] / 60:.1f} min wall ({data['train']['cpu_s'] / 60:.1f} CPU-min), "
-        f"eval of both models {data['eval']['wall_s'] / 60:.1f} min wall ({data['eval']['cpu_s'] / 60:.1f} CPU-min).",
+        f"eval of both models {data['eval']['wall_s'] / 60:.1f} min wall ({data['eval']['cpu_s'] / 60:.1f} CPU-min)"
+        + (
+            "."
+            if data.get("complete", True)
+            else "; **incomplete run: only the lengths below were measured**."
+        ),
         "",
         "| length | base | adapter | verdict (95% intervals) |",
         "|---|---|---|---|",
