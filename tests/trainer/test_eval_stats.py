@@ -187,3 +187,24 @@ def test_batches_hold_equal_lengths():
         [1020],
         [2030, 2040, 2048],
     ]
+
+
+def test_lm_eval_backend_is_skipped_with_a_message_when_absent(tmp_path, caplog):
+    import importlib.util
+
+    from trainer.evaluation.api import EvalConfig
+    from trainer.evaluation.harness import run_lm_eval
+    from trainer.evaluation.report import write_report
+
+    if importlib.util.find_spec("lm_eval") is not None:
+        pytest.skip("lm-evaluation-harness is installed here")
+    cfg = EvalConfig(haystack=["x"], lm_eval_tasks=["hellaswag"])
+    info = run_lm_eval("model", [("base", None)], cfg, "cpu")
+    assert "pip install 'lm-eval[hf]'" in info["skipped"] and info["tasks"] == ["hellaswag"]
+    assert any("lm-evaluation-harness is not installed" in r.getMessage() for r in caplog.records)
+    r = ModelResult("base")
+    r.probes = [
+        {"task": "passkey", "length": 512, "depth": 0.0, "reply": "1", "correct": True, "ruler_score": 1.0}
+    ]
+    text = write_report([r], tmp_path, {"lm_eval": info}).read_text()
+    assert "## lm-evaluation-harness" in text and "Skipped: lm-evaluation-harness is not installed" in text

@@ -229,3 +229,26 @@ def test_smollm2_base_report_at_512_and_1k(sample_corpus, tmp_path):
     acc = result["models"][0]["probe_accuracy_by_length"]
     assert set(acc) == {"512", "1024"} and acc["512"]["n"] == 6
     assert (tmp_path / "heatmap_passkey.png").exists() and (tmp_path / "metric_vs_length.png").exists()
+
+
+def test_stage_gate_uses_the_evaluation_probes(tiny_model, tiny_shards, sample_corpus, tmp_path):
+    from trainer.config import StageConfig, TrainConfig
+    from trainer.recipe import StageGateFailed, train
+
+    cfg = TrainConfig(
+        model=str(tiny_model),
+        data=str(tiny_shards),
+        output_dir=str(tmp_path / "t"),
+        stages=[StageConfig(max_length=1024, steps=1, gate_min_accuracy=1.0)],
+        tokens_per_step=1024,
+        precision="fp32",
+        isolation_check=False,
+        gate_haystack=[str(sample_corpus / "kjv-john.txt")],
+    )
+    with pytest.raises(
+        StageGateFailed, match=r"passkey accuracy 0\.00 \[0\.00, 0\.\d\d\] n=3 < required 1\.00"
+    ):
+        train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    gate = next(r for r in rows if "gate_accuracy" in r)
+    assert gate["gate_probes"] == 3 and gate["gate_lo"] == 0.0 and 0.5 < gate["gate_hi"] < 0.6
