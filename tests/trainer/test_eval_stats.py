@@ -208,3 +208,12 @@ def test_lm_eval_backend_is_skipped_with_a_message_when_absent(tmp_path, caplog)
     ]
     text = write_report([r], tmp_path, {"lm_eval": info}).read_text()
     assert "## lm-evaluation-harness" in text and "Skipped: lm-evaluation-harness is not installed" in text
+
+
+def test_progress_reaches_stderr_of_a_plain_process():
+    import subprocess
+    import sys
+
+    code = "from trainer.evaluation.progress import Progress\np = Progress(4, every_s=0)\np.advance(2)\np.advance(2)"
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "evaluate: 2/4 probes (50%)" in err and "evaluate: 4/4 probes (100%)" in err

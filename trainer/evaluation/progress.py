@@ -9,6 +9,18 @@ import time
 log = logging.getLogger("trainer.evaluation")
 
 
+def _ensure_visible() -> None:
+    """Make the INFO progress lines visible when nothing configured logging (a plain CLI run).
+
+    A stderr handler goes on this logger only; an application that configured logging keeps its choices.
+    """
+    if not log.hasHandlers():
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def _clock(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
@@ -30,6 +42,8 @@ class Progress:
         self.label = ""
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.bar = None
+        if not self.tty:
+            _ensure_visible()
         if self.tty:
             from tqdm import tqdm
 
