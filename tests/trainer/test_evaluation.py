@@ -83,7 +83,7 @@ def test_batched_generation_equals_one_at_a_time(tiny_model, sample_corpus):
 
     fmt = ChatFormatter(tiny_model)
     docs = list(read_documents([sample_corpus / "kjv-john.txt"]))
-    probes = probe_grid(docs, fmt, [400, 520], [0, 100], ["passkey"], per_cell=2)
+    probes = probe_grid(docs, fmt, [400, 520], [0, 100], ["passkey"], per_cell=1)
     model = ModelPool(str(tiny_model)).base
     torch.manual_seed(0)
     with torch.no_grad():  # larger random weights: greedy replies then depend on the prompt
