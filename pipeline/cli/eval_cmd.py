@@ -19,7 +19,7 @@ def eval_cmd(
         "passkey,niah_multikey",
         help="Probe tasks: passkey, niah_multikey, niah_multivalue, niah_multiquery, vt, cwe (QA comes from --qa).",
     ),
-    per_cell: int = typer.Option(1, help="Probes per (task, length, depth)."),
+    per_cell: int = typer.Option(4, help="Probes per (task, length, depth): 3 depths x 4 = n 12 per length."),
     data: Path = typer.Option(
         None, help="Tokenized shards for perplexity by length (use SHARDS/heldout from `shard --heldout`)."
     ),

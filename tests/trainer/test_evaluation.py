@@ -194,6 +194,7 @@ def test_evaluate_tiny_model_with_adapter_end_to_end(tiny_model, tiny_shards, sa
             haystack=[str(sample_corpus)],
             depths=[0, 100],
             tasks=["passkey"],
+            per_cell=1,
             data=str(held),
             qa=str(tiny_shards.parent / "qa"),
             max_rows=2,

@@ -49,7 +49,7 @@ class EvalConfig(BaseModel):
         description="probe tasks: passkey, niah_multikey (needle_multikey), niah_multivalue, niah_multiquery, "
         "vt (variable_tracking), cwe (common-word extraction); QA probes come from `qa`",
     )
-    per_cell: int = Field(1, ge=1, description="probes per (task, length, depth) cell")
+    per_cell: int = Field(4, ge=1, description="probes per (task, length, depth) cell")
     min_per_cell: int = Field(
         10, ge=1, description="the report warns about (task, length) results with fewer probes than this"
     )
