@@ -110,17 +110,12 @@ class ModelPool:
         if params == self._rope:
             return
         cfg = self.base.config
-        if params is None:
-            cfg.rope_parameters, cfg.max_position_embeddings = (
-                copy.deepcopy(self._original[0]),
-                self._original[1],
+        cfg.rope_parameters = copy.deepcopy(params if params is not None else self._original[0])
+        cfg.max_position_embeddings = self._original[1]
+        if params is not None and params.get("rope_type") not in (None, "default"):
+            cfg.max_position_embeddings = int(
+                params["original_max_position_embeddings"] * params.get("factor", 1.0)
             )
-        else:
-            cfg.rope_parameters = copy.deepcopy(params)
-            if params.get("rope_type") not in (None, "default"):
-                cfg.max_position_embeddings = int(
-                    params["original_max_position_embeddings"] * params.get("factor", 1.0)
-                )
         rebuild_rotary(self.base)
         self._rope = params
 
@@ -149,15 +144,6 @@ class ModelPool:
         self._active = name
         self.peft.eval()
         yield self.peft
-
-
-def load_model(base: str, adapter: str | Path | None, device: str, dtype: torch.dtype):
-    """Base model, optionally with an adapter (its saved RoPE applied), freshly loaded, in eval mode."""
-    from trainer.model import load_adapter
-
-    if adapter is not None:
-        return load_adapter(base, adapter, device=device, dtype=dtype)
-    return ModelPool(base, device, dtype).base
 
 
 # -- generation ------------------------------------------------------------------------------------
