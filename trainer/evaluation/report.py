@@ -71,11 +71,11 @@ def heatmap(results: Sequence[ModelResult], task: str, path: Path) -> None:
         ax.set_xticks(range(len(lengths)), [str(L) for L in lengths])
         ax.set_yticks(range(len(depths)), [_depth_label(d) for d in depths])
         ax.set_xlabel("context length (tokens)", fontsize=8)
-        ax.set_title(r.name, fontsize=9)
+        ax.set_title(f"{task}: {r.name}", fontsize=9)
     axes[0][0].set_ylabel("evidence depth")
-    fig.suptitle(f"{task}: accuracy per cell (n = probes)", fontsize=9)
     if im is not None:
-        fig.colorbar(im, ax=list(axes[0]), fraction=0.03)
+        bar = fig.colorbar(im, ax=list(axes[0]), fraction=0.03)
+        bar.set_label("accuracy (cells: accuracy, n probes)", fontsize=7)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
@@ -160,10 +160,13 @@ def comparisons(results: Sequence[ModelResult], reference: str = "base") -> list
 
 
 def small_cells(results: Sequence[ModelResult], minimum: int) -> list[tuple[str, int, int]]:
-    """(task, length, n) results measured on fewer than ``minimum`` probes (first model's grid)."""
-    if not results:
-        return []
-    return [(t, L, a.n) for (t, L), a in results[0].by_length().items() if a.n < minimum]
+    """(task, length, n) results of any model measured on fewer than ``minimum`` probes."""
+    small: dict[tuple[str, int], int] = {}
+    for r in results:
+        for (t, L), a in r.by_length().items():
+            if a.n < minimum:
+                small[(t, L)] = min(a.n, small.get((t, L), a.n))
+    return [(t, L, n) for (t, L), n in sorted(small.items())]
 
 
 def _accuracy_rows(r: ModelResult) -> list[dict]:
@@ -233,7 +236,7 @@ def write_report(results: Sequence[ModelResult], out: Path, meta: dict) -> Path:
             "",
             "`not different` means the two intervals overlap: the probes cannot tell the models apart.",
             "",
-            "| task | length | model | verdict | model | base |",
+            "| task | length | model | verdict | its accuracy | base accuracy |",
             "|---|---|---|---|---|---|",
         ]
         lines += [
