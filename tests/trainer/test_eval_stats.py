@@ -85,7 +85,7 @@ def test_ruler_metrics_are_rulers():
 def every_task(sample_corpus):
     fmt = ChatFormatter()
     docs = list(read_documents([sample_corpus / "kjv-john.txt", sample_corpus / "license-GPL-3.txt"]))
-    tasks = ["passkey", "niah_multikey", "niah_multivalue", "niah_multiquery", "vt", "cwe"]
+    tasks = ["passkey", "niah_multikey", "niah_multivalue", "niah_multiquery", "vt", "kv_retrieval", "cwe"]
     return fmt, probe_grid(docs, fmt, [512], [50.0], tasks, per_cell=1)
 
 
@@ -97,6 +97,7 @@ def test_every_ruler_task_generates_a_solvable_probe(every_task):
         "niah_multivalue",
         "niah_multiquery",
         "vt",
+        "kv_retrieval",
         "cwe",
     ]
     n_refs = {
@@ -105,11 +106,12 @@ def test_every_ruler_task_generates_a_solvable_probe(every_task):
         "niah_multivalue": 4,
         "niah_multiquery": 4,
         "vt": 5,
+        "kv_retrieval": 1,
         "cwe": 10,
     }
     for p in probes:
         assert len(p.refs) == n_refs[p.task], p.task
-        assert 512 - 24 <= fmt.count_example(p.context, p.question, p.answer) <= 512, p.task
+        assert 512 - 48 <= fmt.count_example(p.context, p.question, p.answer) <= 512, p.task
         assert all(r in p.context for r in p.refs), p.task
         # The reference answer scores perfectly; an empty or partial one does not.
         assert p.score(p.answer) == {"correct": True, "ruler_score": 1.0}, p.task

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from data_contracts import QARecord, SourceDocument
 from pipeline.chat import ChatFormatter
+from pipeline.fingerprint import check_shards_tokenizer
 from pipeline.io.readers import InputProblem, read_documents
 from trainer.evaluation import ruler
 from trainer.evaluation.probes import Probe, probe_grid, qa_probes
@@ -186,6 +187,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     base = resolve_model(cfg.model)
+    if cfg.data:
+        check_shards_tokenizer(cfg.data, cfg.model, "eval")
     fmt = ChatFormatter(base)
     lengths = resolve_lengths(cfg)
     table, heldout = _data(cfg.data)

@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from data_contracts import QARecord, SourceDocument, content_hash
+from data_contracts import QARecord, SourceDocument, TaskType, content_hash
 from pipeline.chat import ChatFormatter
 from pipeline.synthesis.teacher_free import TeacherFreeGenerator
 from trainer.evaluation import ruler
@@ -80,6 +80,21 @@ def probe_grid(
                         pool = pool or ruler.corpus_words(docs)
                         context, question, answer, refs = ruler.cwe_example(fmt, pool, length, rng)
                         out.append(Probe(task, length, None, context, question, answer, tuple(refs)))
+                        continue
+                    if task == "kv_retrieval":
+                        rec = gen.make(TaskType.KV_RETRIEVAL, length, min(depth, 99.9) / 100.0, rng, s)
+                        out.append(
+                            Probe(
+                                task,
+                                length,
+                                depth,
+                                rec.context,
+                                rec.question,
+                                rec.answer,
+                                (rec.answer,),
+                                rec.qa_id,
+                            )
+                        )
                         continue
                     task_type, build = ruler.HAYSTACK_TASKS[task]
                     spec, refs = build(rng)

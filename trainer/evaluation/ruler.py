@@ -14,6 +14,7 @@ measured in the evaluated model's tokens with its chat template.
 * ``cwe``: the 10 most common words of a numbered word list (``cwe``; RULER's < 4K setting of 6
   vs 1 repetitions, one worked example first).
 * ``qa``: the held-out split's QA records (``qa_1``/``qa_2`` shape, scored with string_match_part).
+* ``kv_retrieval`` (not in RULER; lost-in-the-middle): one 32-hex value from a JSON object of pairs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ TASK_METRIC = {
     "vt": "string_match_all",
     "cwe": "string_match_all",
     "qa": "string_match_part",
+    "kv_retrieval": "string_match_all",  # not a RULER task: lost-in-the-middle's JSON key-value retrieval
 }
 ALIASES = {"needle_multikey": "niah_multikey", "variable_tracking": "vt", "common_words": "cwe"}
 RULER_TASKS = tuple(TASK_METRIC)
