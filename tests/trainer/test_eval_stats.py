@@ -219,3 +219,15 @@ def test_progress_reaches_stderr_of_a_plain_process():
     code = "from trainer.evaluation.progress import Progress\np = Progress(4, every_s=0)\np.advance(2)\np.advance(2)"
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert "evaluate: 2/4 probes (50%)" in err and "evaluate: 4/4 probes (100%)" in err
+
+
+def test_progress_reaches_stderr_when_root_logging_shows_warnings_only():
+    import subprocess
+    import sys
+
+    code = (
+        "import logging\nlogging.basicConfig(level=logging.WARNING)\n"
+        "from trainer.evaluation.progress import Progress\np = Progress(2, every_s=0)\np.advance(2)"
+    )
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert err.count("evaluate: 2/2 probes (100%)") == 1  # shown, and only once

@@ -9,16 +9,30 @@ import time
 log = logging.getLogger("trainer.evaluation")
 
 
-def _ensure_visible() -> None:
-    """Make the INFO progress lines visible when nothing configured logging (a plain CLI run).
+def _reaches_a_handler() -> bool:
+    """True when an INFO line of this logger would reach some handler."""
+    logger: logging.Logger | None = log
+    while logger is not None:
+        if any(h.level <= logging.INFO for h in logger.handlers):
+            return True
+        logger = logger.parent if logger.propagate else None
+    return False
 
-    A stderr handler goes on this logger only; an application that configured logging keeps its choices.
+
+def _ensure_visible() -> None:
+    """Make the INFO progress lines visible, once.
+
+    A plain CLI run configures no logging and many apps (Prefect's console included) leave the root
+    at WARNING: this logger is set to INFO, and when no handler would print INFO a stderr handler
+    is added to it.
     """
-    if not log.hasHandlers():
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        log.addHandler(handler)
+    if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
+    if _reaches_a_handler():
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
 
 
 def _clock(seconds: float) -> str:
