@@ -21,6 +21,7 @@ import torch
 
 from data_contracts import content_hash
 from data_contracts.reader import open_buckets
+from pipeline.assets import public_model_name
 from pipeline.fingerprint import check_shards_tokenizer
 from trainer import checkpoint, distributed
 from trainer.batch import PackedBatch, collate, step_totals
@@ -29,6 +30,7 @@ from trainer.loss import weighted_loss
 from trainer.metrics import MetricLogger, plot_losses
 from trainer.model import add_lora, apply_rope, enable_checkpointing, hidden_and_head, load_base, save_adapter
 from trainer.plan import StagePlan, plan_stage
+from trainer.runinfo import write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,10 @@ def setup(cfg: TrainConfig) -> Run:
         prev = stage.max_length
     model, base_path = load_base(cfg, world.device)
     model = add_lora(model, cfg.lora, sum(len(p.steps) for p in plans))
+    # Saved adapters name the base as the user did (hub ID or folder), not lengthwise's cache path.
+    model.peft_config["default"].base_model_name_or_path = public_model_name(cfg.model)
+    if world.main:
+        write_run_info(cfg, base_path, output)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model, offload=cfg.offload_activations and world.device.type == "cuda")
     else:

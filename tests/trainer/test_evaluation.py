@@ -253,3 +253,18 @@ def test_stage_gate_uses_the_evaluation_probes(tiny_model, tiny_shards, sample_c
     rows = [json.loads(line) for line in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
     gate = next(r for r in rows if "gate_accuracy" in r)
     assert gate["gate_probes"] == 3 and gate["gate_lo"] == 0.0 and 0.5 < gate["gate_hi"] < 0.6
+
+
+def test_export_card_reads_the_report_with_intervals(tmp_path):
+    from types import SimpleNamespace
+
+    from trainer.card import _eval_lines
+
+    run = tmp_path / "train"
+    (run / "adapter").mkdir(parents=True)
+    write_report([_canned("base", {512}, 3), _canned("adapter", {512, 1024}, 3)], tmp_path / "eval", {})
+    lines = _eval_lines(SimpleNamespace(run_dir=run, adapter=run / "adapter", stage=None))
+    assert any(
+        line.startswith("| adapter | 512: 1.00 [0.70, 1.00] n=9, 1024: 1.00 [0.70, 1.00] n=9")
+        for line in lines
+    )
