@@ -273,16 +273,12 @@ def gate(run: Run, plan: StagePlan) -> None:
     if need is None:
         return
     from pipeline.chat import ChatFormatter
-    from trainer.evaluation.api import _haystack_docs
-    from trainer.evaluation.probes import probe_grid
-    from trainer.evaluation.runner import run_probes
+    from trainer.evaluation.api import gate_accuracy
 
-    fmt = ChatFormatter(run.base_path)
-    probes = probe_grid(_haystack_docs(run.cfg.gate_haystack), fmt, [plan.max_length], [10.0, 50.0, 90.0])
     run.model.eval()
-    results = run_probes(run.model, fmt, [p for p in probes if p.record.task_type.value == "passkey"])
+    result = gate_accuracy(run.model, ChatFormatter(run.base_path), run.cfg.gate_haystack, plan.max_length)
     run.model.train()
-    acc = sum(r["correct"] for r in results) / max(1, len(results))
+    acc = result.value
     if run.world.main:
         run.metrics.log(
             {
@@ -290,11 +286,14 @@ def gate(run: Run, plan: StagePlan) -> None:
                 "stage": plan.index,
                 "stage_length": plan.max_length,
                 "gate_accuracy": acc,
+                "gate_lo": result.interval[0],
+                "gate_hi": result.interval[1],
+                "gate_probes": result.n,
             }
         )
     if acc < need:
         raise StageGateFailed(
-            f"stage {plan.index} (<= {plan.max_length} tokens): passkey accuracy {acc:.2f} < "
+            f"stage {plan.index} (<= {plan.max_length} tokens): passkey accuracy {result} < "
             f"required {need:.2f}; the adapter so far is in {run.output / 'stages'}. Train this "
             "stage longer (steps/lr) or lower gate_min_accuracy"
         )
