@@ -91,6 +91,15 @@ def semantic() -> list[str]:
     return lines
 
 
+def training_helps() -> list[str]:
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from training_helps import render
+
+    return render(json.loads((RESULTS / "training_helps.json").read_text()))
+
+
 def main() -> None:
     readme = HERE / "README.md"
     text = readme.read_text()
@@ -99,6 +108,7 @@ def main() -> None:
         "semantic": (semantic, "semantic_boundaries"),
         "shards": (shards, "shards"),
         "trainer": (trainer, "trainer_cpu"),
+        "training_helps": (training_helps, "training_helps"),
     }
     for name, (fn, result) in sections.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

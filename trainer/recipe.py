@@ -21,6 +21,7 @@ import torch
 
 from data_contracts import content_hash
 from data_contracts.reader import open_buckets
+from pipeline.assets import public_model_name
 from pipeline.fingerprint import check_shards_tokenizer
 from trainer import checkpoint, distributed
 from trainer.batch import PackedBatch, collate, step_totals
@@ -29,6 +30,7 @@ from trainer.loss import weighted_loss
 from trainer.metrics import MetricLogger, plot_losses
 from trainer.model import add_lora, apply_rope, enable_checkpointing, hidden_and_head, load_base, save_adapter
 from trainer.plan import StagePlan, plan_stage
+from trainer.runinfo import write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,10 @@ def setup(cfg: TrainConfig) -> Run:
         prev = stage.max_length
     model, base_path = load_base(cfg, world.device)
     model = add_lora(model, cfg.lora, sum(len(p.steps) for p in plans))
+    # Saved adapters name the base as the user did (hub ID or folder), not lengthwise's cache path.
+    model.peft_config["default"].base_model_name_or_path = public_model_name(cfg.model)
+    if world.main:
+        write_run_info(cfg, base_path, output)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model, offload=cfg.offload_activations and world.device.type == "cuda")
     else:
@@ -262,16 +268,12 @@ def gate(run: Run, plan: StagePlan) -> None:
     if need is None:
         return
     from pipeline.chat import ChatFormatter
-    from trainer.evaluation.api import _haystack_docs
-    from trainer.evaluation.probes import probe_grid
-    from trainer.evaluation.runner import run_probes
+    from trainer.evaluation.api import gate_accuracy
 
-    fmt = ChatFormatter(run.base_path)
-    probes = probe_grid(_haystack_docs(run.cfg.gate_haystack), fmt, [plan.max_length], [10.0, 50.0, 90.0])
     run.model.eval()
-    results = run_probes(run.model, fmt, [p for p in probes if p.record.task_type.value == "passkey"])
+    result = gate_accuracy(run.model, ChatFormatter(run.base_path), run.cfg.gate_haystack, plan.max_length)
     run.model.train()
-    acc = sum(r["correct"] for r in results) / max(1, len(results))
+    acc = result.value
     if run.world.main:
         run.metrics.log(
             {
@@ -279,11 +281,14 @@ def gate(run: Run, plan: StagePlan) -> None:
                 "stage": plan.index,
                 "stage_length": plan.max_length,
                 "gate_accuracy": acc,
+                "gate_lo": result.interval[0],
+                "gate_hi": result.interval[1],
+                "gate_probes": result.n,
             }
         )
     if acc < need:
         raise StageGateFailed(
-            f"stage {plan.index} (<= {plan.max_length} tokens): passkey accuracy {acc:.2f} < "
+            f"stage {plan.index} (<= {plan.max_length} tokens): passkey accuracy {result} < "
             f"required {need:.2f}; the adapter so far is in {run.output / 'stages'}. Train this "
             "stage longer (steps/lr) or lower gate_min_accuracy"
         )
