@@ -390,6 +390,15 @@ def test_one_model_builds_trains_and_evaluates_and_refuses_foreign_shards(work, 
     # The README's eval line, with the run's config for the rest.
     lw("eval", "--config", cfg, "--adapter", summary["adapter"], "--lengths", "256", "--out", work / "eval2")
     assert (work / "eval2" / "report.md").exists()
+    # The README's export lines: the run's model out, loaded by plain transformers; shards as Parquet.
+    lw("export", work / "run" / "train", "--merge", "--out", work / "model")
+    load = f"from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained({str(work / 'model')!r})"
+    loaded = subprocess.run(
+        [sys.executable, "-c", load], capture_output=True, text=True, env=_env(), timeout=600
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert "rows" in lw("export-shards", shards, "--out", work / "hf").stdout
+    assert list((work / "hf").rglob("*.parquet"))
     # The same config on shards tokenized with SmolLM2 stops before training, naming both tokenizers.
     lw("shard", work / "chat" / "sharegpt.jsonl", "--buckets", "256", "--out", work / "shards-smollm2")
     out = lw(
