@@ -117,6 +117,7 @@ class RejectReason(enum.StrEnum):
     REFUSAL = "refusal"
     EVIDENCE_NOT_FOUND = "evidence_not_found"
     ANSWER_NOT_SUPPORTED = "answer_not_supported"
+    ANSWER_CONTRADICTED = "answer_contradicted"
     CLOSED_BOOK_ANSWERABLE = "closed_book_answerable"
     NEAR_DUPLICATE = "near_duplicate"
     SINGLE_CHUNK_MULTI_HOP = "single_chunk_multi_hop"

@@ -6,19 +6,23 @@ supports, and the assembler builds the long training context.
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from data_contracts import Chunk, QARecord, RejectedRecord, RejectReason, SourceDocument, TaskType, make_id
 from pipeline.chat import ChatFormatter
 from pipeline.config import SynthConfig
-from pipeline.synthesis import grounding, prompts
+from pipeline.synthesis import grounding, prompts, verify
 from pipeline.synthesis.assembly import Assembler
 from pipeline.synthesis.dedup import NearDuplicateFilter
+from pipeline.synthesis.dispatch import Dispatcher
 from pipeline.synthesis.parse import TeacherQA, parse_reply
-from pipeline.synthesis.teachers import ChatRequest, ChatResponse, Teacher, TeacherError
+from pipeline.synthesis.teachers import ChatRequest, ChatResponse, Teacher, TeacherError, redact
 
 Outcome = QARecord | RejectedRecord
 
@@ -32,6 +36,15 @@ class Candidate:
     chunks: tuple[Chunk, ...]
     request: ChatRequest
     anchors: tuple[tuple[int, int], ...] = ()  # key sentences (document spans), anchored mode only
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A candidate after the teacher and every per-candidate gate: a QA with its spans, or a reject."""
+
+    qa: TeacherQA | None = None
+    spans: tuple[tuple[int, int], ...] = ()
+    reject: RejectedRecord | None = None
 
 
 def _messages(task: TaskType, chunks: Sequence[Chunk], version: str) -> tuple[tuple[str, str], ...]:
@@ -133,6 +146,9 @@ class SelfInstructSynthesizer:
         formatter: ChatFormatter,
         teacher: Teacher | None,
         cfg: SynthConfig,
+        *,
+        judge: Teacher | None = None,
+        embedder=None,
     ):
         self.docs = {d.doc_id: d for d in docs}
         self.chunks: dict[str, list[Chunk]] = {}
@@ -140,32 +156,63 @@ class SelfInstructSynthesizer:
             if c.doc_id in self.docs:
                 self.chunks.setdefault(c.doc_id, []).append(c)
         self.fmt, self.teacher, self.cfg = formatter, teacher, cfg
+        self.judge = judge or teacher
         self.version = prompts.prompt_version(cfg.prompt_version)
         self.assembler = Assembler(list(self.docs.values()), formatter)
-        self.dedup = NearDuplicateFilter(cfg.dedup_threshold)
+        self.dedup = NearDuplicateFilter(cfg.dedup_threshold, embedder=embedder, cosine=cfg.dedup_cosine)
         self._target_turn = 0
         self._depth_rng = random.Random(cfg.seed)
+        self.depth_counts = [0] * cfg.depth_bins
+
+    def _auto(self, setting: bool | str) -> bool:
+        """Resolve an ``auto`` gate: on for served teachers, off for the small local stand-in."""
+        if setting == "auto":
+            return getattr(self.teacher, "backend", "") == "openai"
+        return bool(setting)
+
+    @property
+    def verifying(self) -> bool:
+        """Whether a judge checks every answer against its evidence."""
+        return self._auto(self.cfg.verify_answers)
+
+    @property
+    def closed_book(self) -> bool:
+        """Whether questions the teacher answers without the document are dropped."""
+        return self._auto(self.cfg.closed_book_check)
 
     # -- planning --------------------------------------------------------------------------------
     def plan(self) -> list[Candidate]:
-        """Deterministic selection of (task, chunks) per document, evenly spread over each document."""
+        """Deterministic selection of (task, chunks) per document, evenly spread over each document.
+
+        A (task, chunks) pair is planned once: when a document has fewer chunks than questions, the
+        next unused chunk is taken instead of asking the same thing twice.
+        """
         out = []
         tasks = [TaskType(t) for t in self.cfg.tasks]
         for d_i, doc_id in enumerate(sorted(self.chunks)):
             chunks = self.chunks[doc_id]
             n = self.cfg.questions_per_doc
+            used: set[tuple] = set()
             for q in range(n):
                 task = tasks[(d_i + q) % len(tasks)] if tasks else TaskType.GENERAL
-                i = (q * len(chunks)) // max(n, 1)
-                picked: tuple[Chunk, ...] = (chunks[i],)
-                if task == TaskType.MULTI_HOP:
-                    if len(chunks) < 3:
-                        task = TaskType.GENERAL
-                    else:
-                        picked = (chunks[i], chunks[(i + len(chunks) // 2) % len(chunks)])
-                        picked = tuple(sorted(picked, key=lambda c: c.index))
-                out.append(self._candidate(task, doc_id, picked))
+                base = (q * len(chunks)) // max(n, 1)
+                for shift in range(len(chunks)):
+                    picked, kind = self._pick(task, chunks, (base + shift) % len(chunks))
+                    key = (kind, tuple(c.chunk_id for c in picked))
+                    if key not in used:
+                        used.add(key)
+                        out.append(self._candidate(kind, doc_id, picked))
+                        break
         return out
+
+    @staticmethod
+    def _pick(task: TaskType, chunks: list[Chunk], i: int) -> tuple[tuple[Chunk, ...], TaskType]:
+        if task != TaskType.MULTI_HOP:
+            return (chunks[i],), task
+        if len(chunks) < 3:
+            return (chunks[i],), TaskType.GENERAL
+        pair = (chunks[i], chunks[(i + len(chunks) // 2) % len(chunks)])
+        return tuple(sorted(pair, key=lambda c: c.index)), task
 
     @property
     def anchored(self) -> bool:
@@ -202,39 +249,124 @@ class SelfInstructSynthesizer:
         batch_size: int = 16,
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[Outcome]:
-        """Run candidates through the teacher, gates and assembler; one outcome per candidate."""
+        """Run candidates through the teacher, gates and assembler; one outcome per candidate, in order.
+
+        Each candidate is screened on a worker thread (generation, retries, deterministic gates,
+        then verification and the closed-book check side by side), feeding one shared
+        :class:`Dispatcher` that keeps the teacher's ``concurrency`` requests in flight. Steps that
+        depend on order (duplicate detection, depth balancing, assembly) run here, in plan order,
+        while later candidates are still being generated. ``batch_size`` is kept for callers; the
+        teacher's own ``max_batch`` decides how requests are grouped.
+        """
         if self.teacher is None:
             raise ValueError("self-instruct synthesis needs a teacher (use --teacher local|openai)")
-        for i in range(0, len(candidates), batch_size):
-            batch = list(candidates[i : i + batch_size])
-            replies = self._complete_with_followups(batch)
-            for cand, reply in zip(batch, replies, strict=True):
-                yield self._judge(cand, reply)
+        gen = Dispatcher(self.teacher)
+        judge = gen if self.judge is self.teacher else Dispatcher(self.judge)
+        workers = min(64, max(4, 2 * gen.concurrency * gen.max_batch))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="screen")
+        try:
+            todo = iter(candidates)
+            window = deque(
+                (c, pool.submit(self._screen, c, gen, judge)) for c in itertools.islice(todo, 4 * workers)
+            )
+            while window:
+                cand, fut = window.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    window.append((nxt, pool.submit(self._screen, nxt, gen, judge)))
+                yield self._finish(cand, fut.result())
                 if progress:
                     progress(1)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            gen.close()
+            if judge is not gen:
+                judge.close()
 
-    def _complete_with_followups(self, batch: list[Candidate]) -> list[TeacherQA | RejectedRecord]:
-        """First replies, then one retry with a larger budget for truncated ones and one repair pass."""
-        assert self.teacher is not None
-        replies = self.teacher.complete([c.request for c in batch])
-        out: list[TeacherQA | RejectedRecord | None] = [None] * len(batch)
-        followups: dict[int, ChatRequest] = {}
-        for k, (cand, reply) in enumerate(zip(batch, replies, strict=True)):
+    def _screen(self, cand: Candidate, gen: Dispatcher, judge: Dispatcher) -> Screened:
+        """Everything about one candidate that does not depend on the others."""
+        qa = self._generate(cand, gen)
+        if isinstance(qa, RejectedRecord):
+            return Screened(reject=qa)
+        verdict = self._gate(cand, qa)
+        if isinstance(verdict, RejectedRecord):
+            return Screened(reject=verdict)
+        spans, evidence = verdict
+        question, answer, raw = qa.question.strip(), qa.answer.strip(), qa.model_dump_json()
+        checks = {}
+        if self.verifying:
+            req = verify.verify_request(evidence, question, answer, self.cfg.prompt_version, self.cfg.seed)
+            checks["verify"] = judge.submit(req)
+        if self.closed_book:
+            checks["closed"] = gen.submit(
+                verify.closed_book_request(question, self.cfg.prompt_version, self.cfg.seed)
+            )
+        if "verify" in checks:
+            v = verify.parse_verdict(checks["verify"].result())
+            if v.reject is not None:
+                detail = (
+                    redact(f"judge: {v.reason}")
+                    if v.reject != RejectReason.TEACHER_ERROR
+                    else redact(v.reason)
+                )
+                return Screened(reject=self._reject(cand, v.reject, detail, raw))
+        if "closed" in checks and verify.answered_closed_book(checks["closed"].result(), answer):
+            return Screened(
+                reject=self._reject(
+                    cand, RejectReason.CLOSED_BOOK_ANSWERABLE, "answered correctly without the document", raw
+                )
+            )
+        return Screened(qa=qa, spans=tuple(spans))
+
+    def _finish(self, cand: Candidate, screened: Screened) -> Outcome:
+        """The order-dependent steps: duplicates, then assembly at a balanced depth."""
+        if screened.reject is not None:
+            return screened.reject
+        assert screened.qa is not None
+        how = self.dedup.match(screened.qa.question.strip())
+        if how is not None:
+            return self._reject(
+                cand,
+                RejectReason.NEAR_DUPLICATE,
+                f"question near-duplicates an earlier one ({how})",
+                screened.qa.model_dump_json(),
+            )
+        return self._assemble(cand, screened.qa, list(screened.spans))
+
+    def _generate(self, cand: Candidate, gen: Dispatcher) -> TeacherQA | RejectedRecord:
+        """The teacher's reply, parsed.
+
+        A cut reply is asked again with twice the budget, an unparseable one gets one repair turn;
+        a reply still cut is ``truncated`` even if it parses.
+        """
+        req = cand.request
+        reply = gen.submit(req).result()
+        if isinstance(reply, TeacherError):
+            return self._reject(cand, RejectReason.TEACHER_ERROR, redact(str(reply)))
+        if reply.finish_reason == "length":
+            req = replace(req, max_tokens=req.max_tokens * 2)
+            reply = gen.submit(req).result()
             if isinstance(reply, TeacherError):
-                out[k] = self._reject(cand, RejectReason.TEACHER_ERROR, str(reply))
-                continue
-            parsed = _parse(cand.request, reply)
-            if parsed is not None:
-                out[k] = parsed
-            elif reply.finish_reason == "length":
-                followups[k] = replace(cand.request, max_tokens=cand.request.max_tokens * 2)
-            else:
-                followups[k] = self._repair_request(cand.request, reply)
-        if followups:
-            second = self.teacher.complete(list(followups.values()))
-            for (k, req), reply in zip(followups.items(), second, strict=True):
-                out[k] = self._second_chance(batch[k], req, reply)
-        return out  # type: ignore[return-value]
+                return self._reject(cand, RejectReason.TEACHER_ERROR, redact(str(reply)))
+            if reply.finish_reason == "length":
+                return self._reject(
+                    cand,
+                    RejectReason.TRUNCATED,
+                    f"reply cut at {req.max_tokens} tokens twice",
+                    raw=reply.text,
+                )
+        parsed = _parse(req, reply)
+        if parsed is not None:
+            return parsed
+        repair = self._repair_request(req, reply)
+        second = gen.submit(repair).result()
+        if isinstance(second, TeacherError):
+            return self._reject(cand, RejectReason.TEACHER_ERROR, redact(str(second)))
+        parsed = _parse(repair, second)
+        if parsed is not None and second.finish_reason != "length":
+            return parsed
+        reason = RejectReason.TRUNCATED if second.finish_reason == "length" else RejectReason.UNPARSEABLE
+        return self._reject(cand, reason, "no valid JSON after one repair", raw=second.text)
 
     def _repair_request(self, req: ChatRequest, reply: ChatResponse) -> ChatRequest:
         keys = (
@@ -249,26 +381,9 @@ class SelfInstructSynthesizer:
         )
         return replace(req, messages=msgs, prefill="{")
 
-    def _second_chance(self, cand: Candidate, req: ChatRequest, reply) -> TeacherQA | RejectedRecord:
-        if isinstance(reply, TeacherError):
-            return self._reject(cand, RejectReason.TEACHER_ERROR, str(reply))
-        parsed = _parse(req, reply)
-        if parsed is not None:
-            return parsed
-        reason = RejectReason.TRUNCATED if reply.finish_reason == "length" else RejectReason.UNPARSEABLE
-        return self._reject(cand, reason, "no valid JSON after one retry", raw=reply.text)
-
     # -- gates -----------------------------------------------------------------------------------
-    def _judge(self, cand: Candidate, reply: TeacherQA | RejectedRecord) -> Outcome:
-        if isinstance(reply, RejectedRecord):
-            return reply
-        verdict = self._gate(cand, reply)
-        if isinstance(verdict, RejectedRecord):
-            return verdict
-        return self._assemble(cand, reply, verdict)
-
-    def _gate(self, cand: Candidate, qa: TeacherQA) -> list[tuple[int, int]] | RejectedRecord:
-        """Evidence spans in document coordinates if every gate passes, else a typed reject."""
+    def _gate(self, cand: Candidate, qa: TeacherQA) -> tuple[list[tuple[int, int]], str] | RejectedRecord:
+        """Evidence spans (document coordinates) and the evidence text if every gate passes, else a reject."""
         question, answer = qa.question.strip(), qa.answer.strip()
         raw = qa.model_dump_json()
         if not answer:
@@ -281,36 +396,33 @@ class SelfInstructSynthesizer:
             )
         if len(question) > 600 or self.fmt.count(answer) > self.cfg.max_answer_tokens:
             return self._reject(cand, RejectReason.TOO_LONG, "question or answer over the limit", raw)
+        text = self.docs[cand.doc_id].text
         if self.anchored:
             if not cand.anchors or (cand.task == TaskType.MULTI_HOP and len(cand.anchors) < 2):
                 return self._reject(
                     cand, RejectReason.EVIDENCE_NOT_FOUND, "no key sentence in the chunk", raw
                 )
             spans = list(enumerate(cand.anchors))
-            quotes = [self.docs[cand.doc_id].text[a:b] for a, b in cand.anchors]
         else:
             spans = self._locate_evidence(cand, qa.evidence)
             if isinstance(spans, str):
                 return self._reject(cand, RejectReason.EVIDENCE_NOT_FOUND, spans, raw)
-            quotes = qa.evidence
-        basis = " ".join(c.text for c in cand.chunks) if cand.task == TaskType.SUMMARY else " ".join(quotes)
-        need = 0.3 if cand.task == TaskType.SUMMARY else self.cfg.min_support
-        score = grounding.support(answer, basis)
-        if score < need:
-            return self._reject(cand, RejectReason.ANSWER_NOT_SUPPORTED, f"support {score:.2f} < {need}", raw)
+        # Support is measured on the source text the quotes were found at (an elided quote counts
+        # whole), and a summary against its evidence, not against the whole chunk.
+        evidence = "\n".join(text[a:b] for _, (a, b) in spans)
+        if cand.task == TaskType.SUMMARY and self.anchored:
+            evidence = "\n".join(c.text for c in cand.chunks)
+        score = grounding.support(answer, evidence)
+        if score < self.cfg.min_support:
+            return self._reject(
+                cand, RejectReason.ANSWER_NOT_SUPPORTED, f"support {score:.2f} < {self.cfg.min_support}", raw
+            )
         if cand.task == TaskType.MULTI_HOP and len({k for k, _ in spans}) < 2:
             return self._reject(
                 cand, RejectReason.SINGLE_CHUNK_MULTI_HOP, "all evidence comes from one chunk", raw
             )
-        if self.dedup.seen(question):
-            return self._reject(
-                cand, RejectReason.NEAR_DUPLICATE, "question near-duplicates an earlier one", raw
-            )
-        if self.cfg.closed_book_check and self._closed_book(cand, question, answer):
-            return self._reject(
-                cand, RejectReason.CLOSED_BOOK_ANSWERABLE, "answered correctly without the document", raw
-            )
-        return [s for _, s in spans]
+        judge_text = "\n".join(c.text for c in cand.chunks) if cand.task == TaskType.SUMMARY else evidence
+        return [s for _, s in spans], judge_text
 
     def _locate_evidence(self, cand: Candidate, quotes: list[str]) -> list[tuple[int, tuple[int, int]]] | str:
         if not quotes:
@@ -328,30 +440,18 @@ class SelfInstructSynthesizer:
                 return f"quote not in the source: {quote[:80]!r}"
         return found
 
-    def _closed_book(self, cand: Candidate, question: str, answer: str) -> bool:
-        assert self.teacher is not None
-        req = ChatRequest(
-            (("user", prompts.render("closed_book", self.cfg.prompt_version, question=question)),),
-            max_tokens=96,
-            temperature=0.0,
-            seed=self.cfg.seed,
-            json_mode=False,
-        )
-        reply = self.teacher.complete([req])[0]
-        return isinstance(reply, ChatResponse) and grounding.token_f1(reply.text, answer) >= 0.6
-
     # -- assembly --------------------------------------------------------------------------------
     def _assemble(self, cand: Candidate, qa: TeacherQA, spans: list[tuple[int, int]]) -> Outcome:
         targets = sorted(self.cfg.target_lengths)
         self._target_turn += 1
         order = targets[self._target_turn % len(targets) :] + targets[: self._target_turn % len(targets)]
-        depth = (
-            self._depth_rng.randrange(self.cfg.depth_bins) + self._depth_rng.random()
-        ) / self.cfg.depth_bins
         question, answer = qa.question.strip(), qa.answer.strip()
         for target in order:  # the scheduled target first, then any other that fits the evidence
-            built = self.assembler.assemble(cand.doc_id, spans, question, answer, target, depth)
+            built = self.assembler.assemble(cand.doc_id, spans, question, answer, target, self._pick_depth)
             if built is not None and built.n_tokens <= target:
+                self.depth_counts[
+                    min(self.cfg.depth_bins - 1, int(built.depth_pct / 100 * self.cfg.depth_bins))
+                ] += 1
                 break
         else:
             return self._reject(
@@ -379,6 +479,15 @@ class SelfInstructSynthesizer:
             seed=self.cfg.seed,
         )
 
+    def _pick_depth(self, lo: float, hi: float) -> float:
+        """A depth in ``[lo, hi]`` from the least-filled depth bin so far (balances a build's bins)."""
+        n = self.cfg.depth_bins
+        bins = [b for b in range(n) if b / n <= hi and (b + 1) / n >= lo] or [min(n - 1, int(lo * n))]
+        low = min(self.depth_counts[b] for b in bins)
+        b = self._depth_rng.choice([b for b in bins if self.depth_counts[b] == low])
+        a, z = max(lo, b / n), min(hi, (b + 1) / n)
+        return a + (z - a) * self._depth_rng.random() if z > a else min(max(lo, a), hi)
+
     def _reject(
         self, cand: Candidate, reason: RejectReason, detail: str, raw: str | None = None
     ) -> RejectedRecord:
@@ -393,5 +502,5 @@ class SelfInstructSynthesizer:
             source_chunk_ids=chunk_ids,
             teacher_model=self.teacher.model if self.teacher else None,
             prompt_version=self.version,
-            raw=raw[:2000] if raw else None,
+            raw=redact(raw[:2000]) if raw else None,
         )
