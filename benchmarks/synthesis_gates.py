@@ -33,9 +33,27 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "synthesis_gates.json"
 CONCURRENCY = 8
 
-_SYSTEMS = ["ledger", "scheduler", "gateway", "archive", "relay", "indexer", "vault", "monitor", "broker", "mailer"]
+_SYSTEMS = [
+    "ledger",
+    "scheduler",
+    "gateway",
+    "archive",
+    "relay",
+    "indexer",
+    "vault",
+    "monitor",
+    "broker",
+    "mailer",
+]
 _VERBS = ["rotates", "compacts", "replicates", "validates", "throttles", "encrypts", "retries", "batches"]
-_OBJECTS = ["session tokens", "audit records", "queued jobs", "snapshot files", "routing tables", "cache entries"]
+_OBJECTS = [
+    "session tokens",
+    "audit records",
+    "queued jobs",
+    "snapshot files",
+    "routing tables",
+    "cache entries",
+]
 _UNITS = ["minutes", "hours", "requests", "megabytes"]
 
 
@@ -55,7 +73,9 @@ def make_manual(seed: int, sections: int = 18) -> str:
                     f"{rng.choice(_UNITS)} when the {rng.choice(_SYSTEMS)} node reports load above "
                     f"{rng.randint(10, 99)} percent."
                 )
-            para.append(f"Operators of the {system} service must file change ticket {rng.randint(1000, 9999)} first.")
+            para.append(
+                f"Operators of the {system} service must file change ticket {rng.randint(1000, 9999)} first."
+            )
             lines += [" ".join(para), ""]
     return "\n".join(lines)
 
@@ -78,8 +98,13 @@ def _configs(url: str, delay_timeout: float, **synth):
         values["closed_book_check"] = True  # older code: a plain switch
     cfg = SynthConfig(**values)
     tcfg = TeacherConfig(
-        kind="openai", base_url=url, model="adversarial", concurrency=CONCURRENCY, timeout_s=delay_timeout,
-        max_retries=3, batch_size=CONCURRENCY,
+        kind="openai",
+        base_url=url,
+        model="adversarial",
+        concurrency=CONCURRENCY,
+        timeout_s=delay_timeout,
+        max_retries=3,
+        batch_size=CONCURRENCY,
     )
     return cfg, tcfg
 
@@ -98,8 +123,13 @@ def quality(work: Path, chunks: Path) -> dict:
     from tests.synthesis.adversarial_server import BAD, FAILURE_STRINGS, AdversarialTeacher
 
     synth = dict(
-        tasks=["general", "extraction", "summary"], questions_per_doc=40, target_lengths=[1024, 2048, 4096],
-        evidence_mode="teacher", teacher_free_per_length=0, verify_answers=True, closed_book_check=True,
+        tasks=["general", "extraction", "summary"],
+        questions_per_doc=40,
+        target_lengths=[1024, 2048, 4096],
+        evidence_mode="teacher",
+        teacher_free_per_length=0,
+        verify_answers=True,
+        closed_book_check=True,
     )
     with AdversarialTeacher(fault_timeout=2.5) as srv:
         cfg, tcfg = _configs(srv.url, 2.0, **synth)
@@ -122,11 +152,27 @@ def quality(work: Path, chunks: Path) -> dict:
         dup = questions[r.question] > 1 or srv.dup_of.get(r.question) in questions
         failure = any(f.lower() in (r.question + r.answer).lower() for f in FAILURE_STRINGS)
         escaped = '\\"' in r.answer or '\\"' in r.question
-        if label in BAD or dup or failure or escaped or label == "unlabelled":
+        # A rewording whose original was dropped (for another reason) duplicates nothing kept.
+        bad = label in BAD and not (label == "reworded" and srv.dup_of.get(r.question) not in questions)
+        if bad or dup or failure or escaped or label == "unlabelled":
             bad_kept.append({"class": label, "question": r.question, "answer": r.answer[:120]})
         kept_by[label] += 1
+    lost = Counter()
+    for j in rejects:
+        try:
+            raw = json.loads(j.raw or "")
+            q = None if (raw["question"], raw["answer"]) in srv.exact_dups else raw["question"]
+        except (ValueError, KeyError, TypeError):
+            q = None
+        if q is not None and srv.labels.get(q) not in BAD and srv.labels.get(q) is not None:
+            lost[f"{srv.labels[q]}: {j.reason.value}"] += 1
     good_offered = sum(n for c, n in offered.items() if c not in BAD)
     good_kept = sum(n for c, n in kept_by.items() if c not in BAD and c != "unlabelled")
+    lone = sum(
+        1
+        for r in kept
+        if srv.labels.get(r.question) == "reworded" and srv.dup_of.get(r.question) not in questions
+    )
     return {
         "candidates": len(kept) + len(rejects),
         "teacher_calls": first.calls,
@@ -137,11 +183,13 @@ def quality(work: Path, chunks: Path) -> dict:
         "rejects_by_reason": dict(sorted(Counter(r.reason.value for r in rejects).items())),
         "kept": len(kept),
         "bad_kept": len(bad_kept),
+        "reworded_kept_without_original": lone,
         "bad_kept_share": round(len(bad_kept) / max(1, len(kept)), 4),
         "bad_kept_examples": bad_kept[:10],
         "good_offered": good_offered,
         "good_kept": good_kept,
         "good_kept_share": round(good_kept / max(1, good_offered), 4),
+        "good_rejected_by_class_and_reason": dict(sorted(lost.items())),
         "failure_strings_kept": sum(
             any(f.lower() in (r.question + r.answer).lower() for f in FAILURE_STRINGS) for r in kept
         ),
@@ -160,8 +208,13 @@ def throughput(work: Path, chunks: Path, delay: float, label: str) -> dict:
     from tests.synthesis.adversarial_server import AdversarialTeacher
 
     synth = dict(
-        tasks=["general", "extraction"], questions_per_doc=10, target_lengths=[1024, 2048],
-        evidence_mode="teacher", teacher_free_per_length=0, verify_answers=True, closed_book_check=True,
+        tasks=["general", "extraction"],
+        questions_per_doc=10,
+        target_lengths=[1024, 2048],
+        evidence_mode="teacher",
+        teacher_free_per_length=0,
+        verify_answers=True,
+        closed_book_check=True,
         dedup_embedder=None,
     )
     with AdversarialTeacher(mix={"good": 1}, delay=delay) as srv:
@@ -191,13 +244,12 @@ def main() -> None:
     ap.add_argument("--label", default="after")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
-    from pipeline.config import ChunkerConfig
-    from pipeline.stages.chunk import chunk_corpus
-
     # Imports (transformers, datasketch/scipy) cost 10-20 s on this machine: pay them before timing.
     import datasketch  # noqa: F401
 
     from pipeline.chat import ChatFormatter
+    from pipeline.config import ChunkerConfig
+    from pipeline.stages.chunk import chunk_corpus
 
     ChatFormatter().count("warm up")
     work = Path(tempfile.mkdtemp(prefix="lw-gates-"))
@@ -212,7 +264,11 @@ def main() -> None:
             print(json.dumps(r))
         if not args.throughput_only:
             results["quality"] = quality(work, chunks)
-            print(json.dumps({k: v for k, v in results["quality"].items() if k != "bad_kept_examples"}, indent=1))
+            print(
+                json.dumps(
+                    {k: v for k, v in results["quality"].items() if k != "bad_kept_examples"}, indent=1
+                )
+            )
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps(results, indent=1) + "\n")
     finally:

@@ -31,7 +31,9 @@ def synth_cmd(
         "auto", help="on/off/auto: drop questions the teacher answers without the document (auto: openai)."
     ),
     verify: str = typer.Option("auto", help="on/off/auto: a judge checks answers against the evidence."),
-    judge_model: str = typer.Option(None, help="openai: judge model on the same server (default: the teacher)."),
+    judge_model: str = typer.Option(
+        None, help="openai: judge model on the same server (default: the teacher)."
+    ),
     concurrency: int = typer.Option(4, help="openai: requests in flight."),
     timeout: float = typer.Option(120.0, help="openai: seconds per request."),
     batch_size: int = typer.Option(8, help="Requests per batch (local: generated together)."),

@@ -240,8 +240,20 @@ def _build_split(
     )
     from pipeline.stages.card import write_card
 
-    write_card(out, manifest)
+    write_card(out, manifest, upstream_dropped=_upstream_dropped(qa_dirs))
     return ShardResult(out, manifest, over_length=sum(dropped.values()))
+
+
+def _upstream_dropped(qa_dirs: Sequence[str | Path]) -> Counter:
+    """What synthesis rejected, by reason, summed over the input folders' manifests (for the card)."""
+    total: Counter = Counter()
+    for d in qa_dirs:
+        root = Path(d)
+        for m in (
+            [root / "manifest.json"] if (root / "manifest.json").exists() else root.glob("*/manifest.json")
+        ):
+            total.update({c.name: c.count for c in load_manifest(m.parent).dropped})
+    return total
 
 
 def _tokenized(

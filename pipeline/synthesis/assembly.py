@@ -121,9 +121,13 @@ class Assembler:
             return self._finish(ctx, doc_id, spans, question, answer, Assembly.WHOLE_DOCUMENT)
         total = n_doc + head + room
         d = pick((head + e0) / total, (room + head + e0) / total)
-        before_budget = min(room, max(0, int(d * total) - head - e0))
-        before, used = self._fill(others, before_budget)
-        after, _ = self._fill(others[len(before) :], room - used)
+        # Fill after the document first, then size what goes before on what really came after
+        # (distractors end at a boundary, so they can come out shorter than asked).
+        # After-documents come from the end of the list, before-documents from its start.
+        after, used_after = self._fill(others[::-1], room - min(room, max(0, int(d * total) - head - e0)))
+        want_before = (d * (n_doc + head + used_after) - head - e0) / max(1e-6, 1 - d)
+        rest = others[: len(others) - len(after)]
+        before, _ = self._fill(rest, int(min(room - used_after, max(0.0, want_before))))
         ctx = ContextBuilder()
         for other, end in before:
             self._add_doc(ctx, other, end)
@@ -158,6 +162,8 @@ class Assembler:
                 break
             out.append((other, end))
             used += n + (tokens - used - left)
+            if take < len(ostarts) - 1:  # this one was cut: the budget is spent
+                break
         return out, used
 
     def _finish(self, ctx: ContextBuilder, doc_id: str, spans, question, answer, kind) -> Assembled | None:
@@ -195,7 +201,7 @@ def _boundary_before(text: str, at: int) -> int:
     if at >= len(text):
         return len(text)
     para = text.rfind("\n\n", 0, at)
-    if para > 0.7 * at:
+    if para > 0.9 * at:
         return para
     best = max(text.rfind(". ", 0, at) + 1, text.rfind("\n", 0, at))
-    return best if best > 0.5 * at else at
+    return best if best > 0.6 * at else at

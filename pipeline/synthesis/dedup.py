@@ -34,6 +34,7 @@ class NearDuplicateFilter:
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.embedder, self.cosine = embedder, cosine
         self._vectors: list[np.ndarray] = []
+        self._numbers: list[frozenset[str]] = []
         self._n = 0
 
     def _signature(self, text: str):
@@ -53,15 +54,24 @@ class NearDuplicateFilter:
         sig = self._signature(question)
         if self.lsh.query(sig):
             return "word 3-gram MinHash"
-        vec = None
+        vec, nums = None, _numbers(question)
         if self.embedder is not None:
             vec = self.embedder.encode([question])[0]
             if self._vectors:
-                best = float(np.max(np.stack(self._vectors) @ vec))
-                if best >= self.cosine:
-                    return f"embedding cosine {best:.2f}"
+                sims = np.stack(self._vectors) @ vec
+                # Embeddings barely see numbers: questions about section 4 and section 12 are two questions.
+                same = [
+                    i for i in np.argsort(-sims)[:8] if sims[i] >= self.cosine and self._numbers[i] == nums
+                ]
+                if same:
+                    return f"embedding cosine {float(sims[same[0]]):.2f}"
         self.lsh.insert(str(self._n), sig)
         if vec is not None:
             self._vectors.append(vec)
+            self._numbers.append(nums)
         self._n += 1
         return None
+
+
+def _numbers(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\d+", text))

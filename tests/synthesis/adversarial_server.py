@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 import threading
-import time
 
 from tests.synthesis.fault_server import FaultServer, completion
 
@@ -63,6 +62,7 @@ class AdversarialTeacher(FaultServer):
         self.known: dict[str, str] = {}  # question -> answer the teacher knows unread
         self.issued: list[tuple[str, list[str], str]] = []  # good (question, evidence, answer) so far
         self.attempts: dict[str, int] = {}
+        self.exact_dups: set[tuple[str, str]] = set()  # (question, answer) of verbatim repeats
         self.dup_of: dict[str, str] = {}  # reworded question -> the question it rewords
         self.calls = 0
         self._state = threading.Lock()
@@ -120,7 +120,7 @@ class AdversarialTeacher(FaultServer):
                 if _question(sent) not in self.labels:
                     break
         words = sent.rstrip(".!?").split()
-        topic = " ".join(w for w in words[1:] if len(w) > 3)[:60]
+        topic = " ".join(w for w in words[1:] if len(w) > 3 or w.isdigit())[:60]
         question = _question(sent)
         answer = " ".join(words[: min(len(words), 14)]) + "."
         evidence = [sent]
@@ -146,10 +146,13 @@ class AdversarialTeacher(FaultServer):
         elif kind == "cut_once" and body.get("max_tokens", 0) < 300:
             answer, finish = " ".join(words[:4]), "length"
         elif kind == "reworded" and earlier:
-            question = earlier[0].replace("What does", "What exactly does").replace("state about", "say about")
+            question = (
+                earlier[0].replace("What does", "What exactly does").replace("state about", "say about")
+            )
             self.dup_of[question] = earlier[0]
         elif kind == "exact_dup" and earlier:
             question = earlier[0]
+            self.exact_dups.add((question, answer))
         elif kind == "known":
             self.known[question] = answer
         elif kind == "soft_refusal":
@@ -167,10 +170,12 @@ class AdversarialTeacher(FaultServer):
         reply = json.dumps({"evidence": evidence, "question": question, "answer": answer})
         if kind == "escaped":  # almost-JSON: inner quotes unescaped in one field, escaped in another
             reply = (
-                '{"evidence": ' + json.dumps(evidence) + f', "question": "{question[:-1]} (the "main" point)?", '
+                '{"evidence": '
+                + json.dumps(evidence)
+                + f', "question": "{question[:-1]} (the "main" point)?", '
                 f'"answer": "It states \\"{answer[:-1]}\\"."}}'
             )
-            question = f"{question[:-1]} (the \"main\" point)?"
+            question = f'{question[:-1]} (the "main" point)?'
         with self._state:
             if kind != "exact_dup":
                 self.labels.setdefault(question, kind)
@@ -182,11 +187,15 @@ class AdversarialTeacher(FaultServer):
 def _neg_grams(text: str) -> list[tuple[str, ...]]:
     """Each negation with the word before it ("is not"): a negation the evidence lacks is a contradiction."""
     words = _WORDS.findall(text.lower().replace("n't", " not"))
-    return [tuple(words[max(0, i - 1) : i + 1]) for i, w in enumerate(words) if w in ("not", "no", "never", "cannot")]
+    return [
+        tuple(words[max(0, i - 1) : i + 1])
+        for i, w in enumerate(words)
+        if w in ("not", "no", "never", "cannot")
+    ]
 
 
 def _question(sent: str) -> str:
-    topic = " ".join(w for w in sent.rstrip(".!?").split()[1:] if len(w) > 3)[:60]
+    topic = " ".join(w for w in sent.rstrip(".!?").split()[1:] if len(w) > 3 or w.isdigit())[:80]
     return f"What does the document state about {topic}?"
 
 
