@@ -16,6 +16,8 @@ class TaskType(enum.StrEnum):
     SUMMARY = "summary"
     MULTI_HOP = "multi_hop"
     EXTRACTION = "extraction"
+    DOC_SUMMARY = "doc_summary"  # the whole document, graded against its section summaries
+    MULTI_SEGMENT = "multi_segment"  # needs >= 3 segments spread over the context (IN2-style)
     PASSKEY = "passkey"
     NEEDLE_MULTIKEY = "needle_multikey"
     KV_RETRIEVAL = "kv_retrieval"

@@ -165,10 +165,12 @@ def _estimate(
 ) -> DryRunEstimate:
     prompt = sum(fmt.count("\n".join(c for _, c in cand.request.messages)) for cand in candidates)
     hits = sum(cached.cached(c.request) for c in candidates) if cached else 0
+    # a whole-document summary is one call per chunk plus the reduce
+    map_calls = sum(len(c.chunks) for c in candidates if c.task.value == "doc_summary")
     n_verify = len(candidates) if synth is not None and synth.verifying else 0
     n_closed = len(candidates) if synth is not None and synth.closed_book else 0
     return DryRunEstimate(
-        calls=len(candidates) - hits,
+        calls=len(candidates) - hits + map_calls,
         cached=hits,
         # a verification prompt holds the evidence and the QA (~300 tokens); a closed-book one the question
         prompt_tokens=prompt + 300 * n_verify + 40 * n_closed,

@@ -14,11 +14,21 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from data_contracts import Chunk, QARecord, RejectedRecord, RejectReason, SourceDocument, TaskType, make_id
+from data_contracts import (
+    Assembly,
+    Chunk,
+    QARecord,
+    RejectedRecord,
+    RejectReason,
+    SourceDocument,
+    TaskType,
+    make_id,
+)
 from pipeline.chat import ChatFormatter
 from pipeline.config import SynthConfig
-from pipeline.synthesis import grounding, prompts, verify
+from pipeline.synthesis import doc_tasks, grounding, prompts, verify
 from pipeline.synthesis.assembly import Assembler
+from pipeline.synthesis.context import ContextBuilder
 from pipeline.synthesis.dedup import NearDuplicateFilter
 from pipeline.synthesis.dispatch import Dispatcher
 from pipeline.synthesis.parse import TeacherQA, parse_reply
@@ -73,7 +83,12 @@ _ANCHORED = {
         "Write one question that needs both key sentences to answer, and answer it by combining them.",
         "one to three sentences",
     ),
+    TaskType.MULTI_SEGMENT: (
+        "Write one question that needs every key sentence to answer, and answer it by combining them.",
+        "one to four sentences",
+    ),
 }
+_SEGMENTS = 3  # multi-segment questions read this many chunks spread over the context
 _SENTENCE = re.compile(r"(?:[^.!?\n]|\n(?![ \t]*\n))*[A-Za-z](?:[^.!?\n]|\n(?![ \t]*\n))*[.!?]")
 
 
@@ -203,6 +218,29 @@ class SelfInstructSynthesizer:
                         used.add(key)
                         out.append(self._candidate(kind, doc_id, picked))
                         break
+            out.extend(self._doc_candidates(doc_id, chunks))
+        return out
+
+    def _doc_candidates(self, doc_id: str, chunks: list[Chunk]) -> list[Candidate]:
+        """Document-level candidates: one whole-document summary, multi-segment questions."""
+        out = []
+        targets = sorted(self.cfg.target_lengths)
+        for task in self.cfg.doc_tasks:
+            if task == "doc_summary" and len(chunks) > 1:
+                reqs = doc_tasks.map_requests(
+                    chunks, self.cfg.prompt_version, self.cfg.seed, self.cfg.max_new_tokens
+                )
+                out.append(Candidate(TaskType.DOC_SUMMARY, doc_id, tuple(chunks), reqs[0]))
+            elif task == "multi_segment":
+                seen = set()
+                for k in range(self.cfg.doc_tasks_per_doc):
+                    # k-th question: segments spread over ~80% of the k-th target length (cycling)
+                    span = int(0.8 * targets[k % len(targets)])
+                    picked = doc_tasks.spread(chunks, _SEGMENTS, span, k * max(1, len(chunks) // 3))
+                    ids = tuple(c.chunk_id for c in picked) if picked is not None else None
+                    if ids is not None and ids not in seen:
+                        seen.add(ids)
+                        out.append(self._candidate(TaskType.MULTI_SEGMENT, doc_id, picked))
         return out
 
     @staticmethod
@@ -285,6 +323,8 @@ class SelfInstructSynthesizer:
 
     def _screen(self, cand: Candidate, gen: Dispatcher, judge: Dispatcher) -> Screened:
         """Everything about one candidate that does not depend on the others."""
+        if cand.task == TaskType.DOC_SUMMARY:
+            return self._doc_summary(cand, gen, judge)
         qa = self._generate(cand, gen)
         if isinstance(qa, RejectedRecord):
             return Screened(reject=qa)
@@ -331,7 +371,79 @@ class SelfInstructSynthesizer:
                 f"question near-duplicates an earlier one ({how})",
                 screened.qa.model_dump_json(),
             )
+        if cand.task == TaskType.DOC_SUMMARY:
+            return self._assemble_document(cand, screened.qa)
         return self._assemble(cand, screened.qa, list(screened.spans))
+
+    def _doc_summary(self, cand: Candidate, gen: Dispatcher, judge: Dispatcher) -> Screened:
+        """Map over the chunks, reduce to one summary, grade it against the section summaries."""
+        cfg = self.cfg
+        reqs = doc_tasks.map_requests(cand.chunks, cfg.prompt_version, cfg.seed, cfg.max_new_tokens)
+        replies = [f.result() for f in [gen.submit(r) for r in reqs]]
+        mapped = doc_tasks.grade_map(cand.chunks, replies, cfg.min_support)
+        if len(mapped.summaries) < 0.8 * len(cand.chunks):
+            detail = f"{len(mapped.failures)} of {len(cand.chunks)} section summaries failed: " + "; ".join(
+                mapped.failures[:5]
+            )
+            return Screened(reject=self._reject(cand, RejectReason.ANSWER_NOT_SUPPORTED, detail))
+        doc = self.docs[cand.doc_id]
+        req = doc_tasks.reduce_request(
+            doc, mapped.summaries, cfg.prompt_version, cfg.seed, 2 * cfg.max_new_tokens
+        )
+        reply = gen.submit(req).result()
+        if isinstance(reply, TeacherError):
+            return Screened(reject=self._reject(cand, RejectReason.TEACHER_ERROR, redact(str(reply))))
+        if reply.finish_reason == "length":
+            return Screened(reject=self._reject(cand, RejectReason.TRUNCATED, "summary cut", raw=reply.text))
+        qa = doc_tasks.parse_reduce(reply)
+        if qa is None:
+            return Screened(
+                reject=self._reject(cand, RejectReason.UNPARSEABLE, "no summary JSON", raw=reply.text)
+            )
+        question, answer, raw = qa.question.strip(), qa.answer.strip(), qa.model_dump_json()
+        if grounding.is_refusal(answer) or len(answer) < 80 or len(question) < 10:
+            return Screened(
+                reject=self._reject(cand, RejectReason.TOO_SHORT, "summary missing or too short", raw)
+            )
+        basis = "\n".join(mapped.summaries)
+        score = grounding.support(answer, basis)
+        if score < cfg.min_support:
+            detail = f"support {score:.2f} against the section summaries < {cfg.min_support}"
+            return Screened(reject=self._reject(cand, RejectReason.ANSWER_NOT_SUPPORTED, detail, raw))
+        if self.verifying:
+            v = verify.parse_verdict(
+                judge.submit(
+                    verify.verify_request(basis, question, answer, cfg.prompt_version, cfg.seed)
+                ).result()
+            )
+            if v.reject is not None:
+                return Screened(reject=self._reject(cand, v.reject, redact(f"judge: {v.reason}"), raw))
+        return Screened(qa=qa)
+
+    def _assemble_document(self, cand: Candidate, qa: TeacherQA) -> Outcome:
+        """The whole document as the context, at the smallest target it fits."""
+        question, answer = qa.question.strip(), qa.answer.strip()
+        text = self.docs[cand.doc_id].text
+        n = self.fmt.count_example(text, question, answer)
+        target = next((t for t in sorted(self.cfg.target_lengths) if n <= t), None)
+        if target is None:
+            detail = f"the document ({n} tokens with the QA) is longer than every target {sorted(self.cfg.target_lengths)}"
+            return self._reject(cand, RejectReason.TOO_LONG, detail, qa.model_dump_json())
+        ctx = ContextBuilder()
+        ctx.add(text, cand.doc_id, 0)
+        return self._record(
+            cand,
+            question,
+            answer,
+            text,
+            ctx.segments(),
+            [],
+            0.0,
+            Assembly.WHOLE_DOCUMENT,
+            [cand.doc_id],
+            target,
+            n,
+        )
 
     def _generate(self, cand: Candidate, gen: Dispatcher) -> TeacherQA | RejectedRecord:
         """The teacher's reply, parsed.
@@ -398,7 +510,7 @@ class SelfInstructSynthesizer:
             return self._reject(cand, RejectReason.TOO_LONG, "question or answer over the limit", raw)
         text = self.docs[cand.doc_id].text
         if self.anchored:
-            if not cand.anchors or (cand.task == TaskType.MULTI_HOP and len(cand.anchors) < 2):
+            if not cand.anchors or len(cand.anchors) < len(cand.chunks):
                 return self._reject(
                     cand, RejectReason.EVIDENCE_NOT_FOUND, "no key sentence in the chunk", raw
                 )
@@ -417,10 +529,15 @@ class SelfInstructSynthesizer:
             return self._reject(
                 cand, RejectReason.ANSWER_NOT_SUPPORTED, f"support {score:.2f} < {self.cfg.min_support}", raw
             )
-        if cand.task == TaskType.MULTI_HOP and len({k for k, _ in spans}) < 2:
-            return self._reject(
-                cand, RejectReason.SINGLE_CHUNK_MULTI_HOP, "all evidence comes from one chunk", raw
-            )
+        if cand.task in (TaskType.MULTI_HOP, TaskType.MULTI_SEGMENT):
+            got = len({k for k, _ in spans})
+            if got < len(cand.chunks):
+                return self._reject(
+                    cand,
+                    RejectReason.SINGLE_CHUNK_MULTI_HOP,
+                    f"evidence from {got} of the {len(cand.chunks)} segments it must combine",
+                    raw,
+                )
         judge_text = "\n".join(c.text for c in cand.chunks) if cand.task == TaskType.SUMMARY else evidence
         return [s for _, s in spans], judge_text
 
@@ -445,6 +562,8 @@ class SelfInstructSynthesizer:
         targets = sorted(self.cfg.target_lengths)
         self._target_turn += 1
         order = targets[self._target_turn % len(targets) :] + targets[: self._target_turn % len(targets)]
+        if cand.task == TaskType.MULTI_SEGMENT:
+            order = targets  # the smallest context that holds every segment: they stay spread over it
         question, answer = qa.question.strip(), qa.answer.strip()
         for target in order:  # the scheduled target first, then any other that fits the evidence
             built = self.assembler.assemble(cand.doc_id, spans, question, answer, target, self._pick_depth)
@@ -457,24 +576,42 @@ class SelfInstructSynthesizer:
             return self._reject(
                 cand, RejectReason.TOO_LONG, f"evidence does not fit any of {targets}", qa.model_dump_json()
             )
+        return self._record(
+            cand,
+            question,
+            answer,
+            built.context,
+            built.segments,
+            built.evidence,
+            built.depth_pct,
+            built.assembly,
+            built.doc_ids,
+            target,
+            built.n_tokens,
+        )
+
+    def _record(
+        self, cand, question, answer, context, segments, evidence, depth, assembly, doc_ids, target, n_tokens
+    ) -> QARecord:
         chunk_ids = [c.chunk_id for c in cand.chunks]
+        assert self.teacher is not None
         return QARecord(
             qa_id=make_id("qa", self.version, cand.task.value, chunk_ids, question, target),
             task_type=cand.task,
             question=question,
             answer=answer,
-            context=built.context,
-            context_segments=built.segments,
-            evidence=built.evidence,
-            evidence_depth_pct=built.depth_pct,
-            assembly=built.assembly,
-            doc_ids=built.doc_ids,
+            context=context,
+            context_segments=segments,
+            evidence=evidence,
+            evidence_depth_pct=depth,
+            assembly=assembly,
+            doc_ids=doc_ids,
             source_chunk_ids=chunk_ids,
             teacher_backend=self.teacher.backend,
             teacher_model=self.teacher.model,
             prompt_version=self.version,
             target_tokens=target,
-            n_tokens=built.n_tokens,
+            n_tokens=n_tokens,
             answer_tokens=self.fmt.count(answer),
             seed=self.cfg.seed,
         )

@@ -87,6 +87,20 @@ class AdversarialTeacher(FaultServer):
             return self._ok(self.known.get(q, "unknown"))
         excerpt = next(m["content"] for m in msgs if m["role"] == "user")
         kind = self._class(excerpt)
+        if "Summarize this section" in prompt:
+            sents = _SENT.findall(prompt.split('"""')[1]) or [prompt.split('"""')[1].strip()[:200]]
+            return self._ok(json.dumps({"summary": " ".join(sents[:2])}))
+        if "summary of the whole document" in prompt:
+            parts = re.findall(r"^Section \d+: (.*)$", prompt, re.M)
+            answer = " ".join(parts[:8])
+            if kind == "unrelated_summary":
+                answer = "The recipe explains how to bake sourdough bread overnight in a dutch oven. " * 3
+            question = f"Summarize the whole document, section {len(parts)} included."
+            with self._state:
+                self.labels.setdefault(question, kind if kind == "unrelated_summary" else GOOD)
+            return self._ok(json.dumps({"question": question, "answer": answer.strip()}))
+        if "every one of the" in prompt:
+            return self._ok(self._multi_segment(prompt))
         if n == 1 and kind in ("http_429", "http_500", "timeout"):
             return {
                 "http_429": {"status": 429, "body": "slow down", "headers": {"Retry-After": "0.2"}},
@@ -94,6 +108,16 @@ class AdversarialTeacher(FaultServer):
                 "timeout": {"sleep": self.fault_timeout, "body": completion("too late")},
             }[kind]
         return self._generate(excerpt, kind, body)
+
+    def _multi_segment(self, prompt: str) -> str:
+        excerpts = prompt.split('"""')[1::2]
+        sents = [(_SENT.findall(e) or [e.strip()[:150]])[0].strip() for e in excerpts]
+        topics = [" ".join(w for w in s.split()[1:6] if len(w) > 3) for s in sents]
+        question = "How do these parts relate: " + "; ".join(topics) + "?"
+        answer = " ".join(" ".join(s.rstrip(".!?").split()[:8]) + "." for s in sents)
+        with self._state:
+            self.labels.setdefault(question, GOOD)
+        return json.dumps({"evidence": sents, "question": question, "answer": answer})
 
     def _ok(self, text: str, finish: str = "stop") -> dict:
         return {"sleep": self.delay, "body": completion(text, finish)}

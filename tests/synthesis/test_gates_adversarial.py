@@ -146,3 +146,30 @@ def test_variable_tracking_links_follow_their_variables(small_chunks, formatter,
             if m.group(3):
                 assert m.group(3) in pos, f"VAR {m.group(1)} uses VAR {m.group(3)} before it is assigned"
             pos[m.group(1)] = m.start()
+
+
+def test_document_level_tasks(small_chunks, tmp_path):
+    cfg = SynthConfig(
+        tasks=["general"],
+        questions_per_doc=1,
+        target_lengths=[2048, 4096, 16384],
+        evidence_mode="teacher",
+        teacher_free_per_length=0,
+        dedup_embedder=None,
+        doc_tasks=["doc_summary", "multi_segment"],
+        doc_tasks_per_doc=2,
+        closed_book_check=False,
+    )
+    with AdversarialTeacher(mix={"good": 1}) as srv:
+        tcfg = TeacherConfig(kind="openai", base_url=srv.url, model="adv", concurrency=8, timeout_s=10)
+        synthesize_corpus([small_chunks], tmp_path / "o", cfg, tcfg, cache_path=tmp_path / "c.sqlite")
+    kept = list(iter_dataset(tmp_path / "o", QARecord))
+    by = Counter(r.task_type for r in kept)
+    assert by[TaskType.DOC_SUMMARY] >= 2 and by[TaskType.MULTI_SEGMENT] >= 3, by
+    for r in kept:
+        if r.task_type == TaskType.DOC_SUMMARY:
+            assert r.assembly.value == "whole_document" and r.n_tokens <= r.target_tokens
+        if r.task_type == TaskType.MULTI_SEGMENT:
+            starts = sorted(e.context_start for e in r.evidence)
+            assert len(starts) >= 3 and len(r.source_chunk_ids) == 3
+            assert starts[-1] - starts[0] > 0.3 * len(r.context)  # spread over the context
