@@ -140,10 +140,12 @@ class SynthConfig(StageConfig):
         "minilm", description="sentence embedder for near-duplicate questions (minilm: packaged; null: off)"
     )
     dedup_cosine: float = Field(0.93, gt=0, le=1)
-    doc_tasks: list[Literal["doc_summary", "multi_segment"]] = Field(
+    doc_tasks: list[Literal["doc_summary", "multi_segment", "multi_doc"]] = Field(
         default_factory=list, description="document-level tasks beside the per-chunk ones"
     )
-    doc_tasks_per_doc: int = Field(1, ge=0, description="multi-segment questions per document")
+    doc_tasks_per_doc: int = Field(
+        1, ge=0, description="multi-segment and multi-document questions per document"
+    )
 
 
 DEFAULT_BUCKETS = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]

@@ -136,6 +136,37 @@ class Assembler:
             self._add_doc(ctx, other, end)
         return self._finish(ctx, doc_id, spans, question, answer, Assembly.DISTRACTORS)
 
+    def assemble_documents(
+        self, parts: list[tuple[str, list[tuple[int, int]]]], question: str, answer: str, target: int
+    ) -> Assembled | None:
+        """Several documents, titled ``Document [1]: ...`` in the given order (citations refer to it).
+
+        Each document is whole if its share of the budget holds it, else a window around its evidence.
+        """
+        budget = target - self.fmt.count_example("", question, answer) - 8 - 16 * len(parts)
+        if budget <= 0:
+            return None
+        share = budget // len(parts)
+        ctx = ContextBuilder()
+        for i, (doc_id, spans) in enumerate(parts, 1):
+            text, starts = self.docs[doc_id].text, self.doc_token_starts(doc_id)
+            n_doc = len(starts) - 1
+            a, b = 0, len(text)
+            if n_doc > share:
+                t0 = int(np.searchsorted(starts, min(s for s, _ in spans), side="right")) - 1
+                t1 = int(np.searchsorted(starts, max(e for _, e in spans), side="left"))
+                if t1 - t0 > share:
+                    return None
+                lo = min(max(0, (t0 + t1) // 2 - share // 2), t0, n_doc - share)
+                a, b = _line_start(text, int(starts[lo]), min(s for s, _ in spans)), int(starts[lo + share])
+            if ctx.parts:
+                ctx.add(_SEP)
+            title = self.docs[doc_id].title or Path(self.docs[doc_id].source).name or doc_id
+            ctx.add(f"Document [{i}]: {title}\n\n")
+            ctx.add(text[a:b], doc_id, a)
+        flat = [(doc_id, s, e) for doc_id, spans in parts for s, e in spans]
+        return self._finish(ctx, parts[0][0], flat, question, answer, Assembly.DISTRACTORS)
+
     def _header(self, doc_id: str) -> str:
         doc = self.docs[doc_id]
         title = doc.title or Path(doc.source).name or doc_id
@@ -167,10 +198,12 @@ class Assembler:
         return out, used
 
     def _finish(self, ctx: ContextBuilder, doc_id: str, spans, question, answer, kind) -> Assembled | None:
+        """Locate the evidence ``spans`` (document char spans, or ``(doc_id, start, end)``) in the context."""
         text = ctx.text
         segments = ctx.segments()
         evidence = []
-        for s, e in spans:
+        for span in spans:
+            doc_id, s, e = span if len(span) == 3 else (doc_id, *span)
             seg = next(
                 (g for g in segments if g.doc_id == doc_id and g.doc_start <= s and e <= g.doc_end), None
             )

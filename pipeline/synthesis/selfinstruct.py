@@ -53,14 +53,17 @@ class Screened:
     """A candidate after the teacher and every per-candidate gate: a QA with its spans, or a reject."""
 
     qa: TeacherQA | None = None
-    spans: tuple[tuple[int, int], ...] = ()
+    spans: tuple[tuple[int, tuple[int, int]], ...] = ()  # (chunk index, document char span)
     reject: RejectedRecord | None = None
 
 
-def _messages(task: TaskType, chunks: Sequence[Chunk], version: str) -> tuple[tuple[str, str], ...]:
+def _messages(
+    task: TaskType, chunks: Sequence[Chunk], version: str, titles: Sequence[str] = ()
+) -> tuple[tuple[str, str], ...]:
+    values = {"titles": list(titles)} if task == TaskType.MULTI_DOC else {}
     return (
         ("system", prompts.render("system", version)),
-        ("user", prompts.render(task.value, version, chunks=[c.text for c in chunks])),
+        ("user", prompts.render(task.value, version, chunks=[c.text for c in chunks], **values)),
     )
 
 
@@ -88,6 +91,7 @@ _ANCHORED = {
         "one to four sentences",
     ),
 }
+_CITATION = re.compile(r"\[\d+\]")
 _SEGMENTS = 3  # multi-segment questions read this many chunks spread over the context
 _SENTENCE = re.compile(r"(?:[^.!?\n]|\n(?![ \t]*\n))*[A-Za-z](?:[^.!?\n]|\n(?![ \t]*\n))*[.!?]")
 
@@ -231,6 +235,13 @@ class SelfInstructSynthesizer:
                     chunks, self.cfg.prompt_version, self.cfg.seed, self.cfg.max_new_tokens
                 )
                 out.append(Candidate(TaskType.DOC_SUMMARY, doc_id, tuple(chunks), reqs[0]))
+            elif task == "multi_doc" and len(self.chunks) > 1:
+                others = sorted(self.chunks)
+                other = others[(others.index(doc_id) + 1) % len(others)]
+                for k in range(self.cfg.doc_tasks_per_doc):
+                    mine, theirs = self.chunks[doc_id], self.chunks[other]
+                    pair = (mine[(k * 7) % len(mine)], theirs[(k * 5 + 1) % len(theirs)])
+                    out.append(self._candidate(TaskType.MULTI_DOC, doc_id, pair))
             elif task == "multi_segment":
                 seen = set()
                 for k in range(self.cfg.doc_tasks_per_doc):
@@ -267,7 +278,9 @@ class SelfInstructSynthesizer:
         }
         if not self.anchored:
             req = ChatRequest(
-                _messages(task, picked, self.cfg.prompt_version), prefill='{"evidence": ["', **common
+                _messages(task, picked, self.cfg.prompt_version, [self._title(c.doc_id) for c in picked]),
+                prefill='{"evidence": ["',
+                **common,
             )
             return Candidate(task, doc_id, picked, req)
         spans = [pick_anchor(c) for c in picked]
@@ -373,7 +386,37 @@ class SelfInstructSynthesizer:
             )
         if cand.task == TaskType.DOC_SUMMARY:
             return self._assemble_document(cand, screened.qa)
-        return self._assemble(cand, screened.qa, list(screened.spans))
+        if cand.task == TaskType.MULTI_DOC:
+            return self._assemble_documents(cand, screened.qa, list(screened.spans))
+        return self._assemble(cand, screened.qa, [sp for _, sp in screened.spans])
+
+    def _title(self, doc_id: str) -> str:
+        doc = self.docs[doc_id]
+        return doc.title or doc.source.rsplit("/", 1)[-1]
+
+    def _assemble_documents(self, cand: Candidate, qa: TeacherQA, spans: list) -> Outcome:
+        """Multi-document QA: the documents in citation order, at the smallest target that holds them."""
+        question, answer = qa.question.strip(), qa.answer.strip()
+        parts = [(c.doc_id, [sp for k, sp in spans if k == i]) for i, c in enumerate(cand.chunks)]
+        for target in sorted(self.cfg.target_lengths):
+            built = self.assembler.assemble_documents(parts, question, answer, target)
+            if built is not None and built.n_tokens <= target:
+                return self._record(
+                    cand,
+                    question,
+                    answer,
+                    built.context,
+                    built.segments,
+                    built.evidence,
+                    built.depth_pct,
+                    Assembly.MULTI_DOCUMENT,
+                    built.doc_ids,
+                    target,
+                    built.n_tokens,
+                )
+        return self._reject(
+            cand, RejectReason.TOO_LONG, "the documents' evidence fits no target", qa.model_dump_json()
+        )
 
     def _doc_summary(self, cand: Candidate, gen: Dispatcher, judge: Dispatcher) -> Screened:
         """Map over the chunks, reduce to one summary, grade it against the section summaries."""
@@ -494,7 +537,7 @@ class SelfInstructSynthesizer:
         return replace(req, messages=msgs, prefill="{")
 
     # -- gates -----------------------------------------------------------------------------------
-    def _gate(self, cand: Candidate, qa: TeacherQA) -> tuple[list[tuple[int, int]], str] | RejectedRecord:
+    def _gate(self, cand: Candidate, qa: TeacherQA) -> tuple[list, str] | RejectedRecord:
         """Evidence spans (document coordinates) and the evidence text if every gate passes, else a reject."""
         question, answer = qa.question.strip(), qa.answer.strip()
         raw = qa.model_dump_json()
@@ -508,7 +551,6 @@ class SelfInstructSynthesizer:
             )
         if len(question) > 600 or self.fmt.count(answer) > self.cfg.max_answer_tokens:
             return self._reject(cand, RejectReason.TOO_LONG, "question or answer over the limit", raw)
-        text = self.docs[cand.doc_id].text
         if self.anchored:
             if not cand.anchors or len(cand.anchors) < len(cand.chunks):
                 return self._reject(
@@ -521,15 +563,20 @@ class SelfInstructSynthesizer:
                 return self._reject(cand, RejectReason.EVIDENCE_NOT_FOUND, spans, raw)
         # Support is measured on the source text the quotes were found at (an elided quote counts
         # whole), and a summary against its evidence, not against the whole chunk.
-        evidence = "\n".join(text[a:b] for _, (a, b) in spans)
+        evidence = "\n".join(self.docs[cand.chunks[k].doc_id].text[a:b] for k, (a, b) in spans)
         if cand.task == TaskType.SUMMARY and self.anchored:
             evidence = "\n".join(c.text for c in cand.chunks)
-        score = grounding.support(answer, evidence)
+        score = grounding.support(_CITATION.sub(" ", answer), evidence)  # "[2]" is not a claim
         if score < self.cfg.min_support:
             return self._reject(
                 cand, RejectReason.ANSWER_NOT_SUPPORTED, f"support {score:.2f} < {self.cfg.min_support}", raw
             )
-        if cand.task in (TaskType.MULTI_HOP, TaskType.MULTI_SEGMENT):
+        if cand.task == TaskType.MULTI_DOC:
+            missing = [f"[{i}]" for i in range(1, len(cand.chunks) + 1) if f"[{i}]" not in answer]
+            if missing:
+                detail = f"answer does not cite document {', '.join(missing)}"
+                return self._reject(cand, RejectReason.MISSING_CITATION, detail, raw)
+        if cand.task in (TaskType.MULTI_HOP, TaskType.MULTI_SEGMENT, TaskType.MULTI_DOC):
             got = len({k for k, _ in spans})
             if got < len(cand.chunks):
                 return self._reject(
@@ -539,7 +586,7 @@ class SelfInstructSynthesizer:
                     raw,
                 )
         judge_text = "\n".join(c.text for c in cand.chunks) if cand.task == TaskType.SUMMARY else evidence
-        return [s for _, s in spans], judge_text
+        return spans, judge_text
 
     def _locate_evidence(self, cand: Candidate, quotes: list[str]) -> list[tuple[int, tuple[int, int]]] | str:
         if not quotes:

@@ -99,8 +99,8 @@ class AdversarialTeacher(FaultServer):
             with self._state:
                 self.labels.setdefault(question, kind if kind == "unrelated_summary" else GOOD)
             return self._ok(json.dumps({"question": question, "answer": answer.strip()}))
-        if "every one of the" in prompt:
-            return self._ok(self._multi_segment(prompt))
+        if "every one of the" in prompt or "facts from both documents" in prompt:
+            return self._ok(self._multi_segment(prompt, cite="both documents" in prompt))
         if n == 1 and kind in ("http_429", "http_500", "timeout"):
             return {
                 "http_429": {"status": 429, "body": "slow down", "headers": {"Retry-After": "0.2"}},
@@ -109,12 +109,15 @@ class AdversarialTeacher(FaultServer):
             }[kind]
         return self._generate(excerpt, kind, body)
 
-    def _multi_segment(self, prompt: str) -> str:
+    def _multi_segment(self, prompt: str, cite: bool = False) -> str:
         excerpts = prompt.split('"""')[1::2]
         sents = [(_SENT.findall(e) or [e.strip()[:150]])[0].strip() for e in excerpts]
         topics = [" ".join(w for w in s.split()[1:6] if len(w) > 3) for s in sents]
         question = "How do these parts relate: " + "; ".join(topics) + "?"
-        answer = " ".join(" ".join(s.rstrip(".!?").split()[:8]) + "." for s in sents)
+        answer = " ".join(
+            " ".join(s.rstrip(".!?").split()[:8]) + (f" [{i}]." if cite else ".")
+            for i, s in enumerate(sents, 1)
+        )
         with self._state:
             self.labels.setdefault(question, GOOD)
         return json.dumps({"evidence": sents, "question": question, "answer": answer})

@@ -156,7 +156,7 @@ def test_document_level_tasks(small_chunks, tmp_path):
         evidence_mode="teacher",
         teacher_free_per_length=0,
         dedup_embedder=None,
-        doc_tasks=["doc_summary", "multi_segment"],
+        doc_tasks=["doc_summary", "multi_segment", "multi_doc"],
         doc_tasks_per_doc=2,
         closed_book_check=False,
     )
@@ -165,7 +165,9 @@ def test_document_level_tasks(small_chunks, tmp_path):
         synthesize_corpus([small_chunks], tmp_path / "o", cfg, tcfg, cache_path=tmp_path / "c.sqlite")
     kept = list(iter_dataset(tmp_path / "o", QARecord))
     by = Counter(r.task_type for r in kept)
-    assert by[TaskType.DOC_SUMMARY] >= 2 and by[TaskType.MULTI_SEGMENT] >= 3, by
+    assert (
+        by[TaskType.DOC_SUMMARY] >= 2 and by[TaskType.MULTI_SEGMENT] >= 3 and by[TaskType.MULTI_DOC] >= 3
+    ), by
     for r in kept:
         if r.task_type == TaskType.DOC_SUMMARY:
             assert r.assembly.value == "whole_document" and r.n_tokens <= r.target_tokens
@@ -173,3 +175,8 @@ def test_document_level_tasks(small_chunks, tmp_path):
             starts = sorted(e.context_start for e in r.evidence)
             assert len(starts) >= 3 and len(r.source_chunk_ids) == 3
             assert starts[-1] - starts[0] > 0.3 * len(r.context)  # spread over the context
+        if r.task_type == TaskType.MULTI_DOC:
+            assert r.assembly.value == "multi_document" and len(r.doc_ids) == 2
+            assert "[1]" in r.answer and "[2]" in r.answer
+            assert r.context.index("Document [1]: ") < r.context.index("Document [2]: ")
+            assert {e.doc_id for e in r.evidence} == set(r.doc_ids)
