@@ -33,7 +33,7 @@ def test_adversarial_teacher_bad_classes_rejected_and_rerun_is_free(small_chunks
     mix = {"good": 4, **dict.fromkeys(set(BAD) - {"reworded"}, 1), "escaped": 1, "http_500": 1, "cut_once": 1}
     cfg = SynthConfig(
         tasks=["general", "extraction", "summary"],
-        questions_per_doc=16,
+        questions_per_doc=10,
         target_lengths=[1024, 2048],
         evidence_mode="teacher",
         teacher_free_per_length=0,
@@ -65,6 +65,14 @@ def test_adversarial_teacher_bad_classes_rejected_and_rerun_is_free(small_chunks
     assert all(r.detail.startswith("judge: ") and len(r.detail) > 10 for r in contradicted)
     good = sum(n for c, n in offered.items() if c not in BAD)
     assert len(kept) >= 0.8 * good and first.calls > 0
+    # the dataset card of the shard build shows what synthesis rejected, by reason
+    from pipeline.config import ShardConfig
+    from pipeline.stages.shard import build_shards
+
+    build_shards([tmp_path / "a"], tmp_path / "shards", ShardConfig(bucket_edges=[1024, 2048]))
+    card = (tmp_path / "shards" / "README.md").read_text()
+    assert "## Rejected during synthesis" in card
+    assert all(f"| {reason.value} | {n} |" in card for reason, n in reasons.items())
 
 
 def test_dry_run_counts_checks_and_creates_no_cache(small_chunks, tmp_path):
