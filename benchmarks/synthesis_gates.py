@@ -149,7 +149,8 @@ def quality(work: Path, chunks: Path) -> dict:
     bad_kept = []
     for r in kept:
         label = srv.labels.get(r.question, "unlabelled")
-        dup = questions[r.question] > 1 or srv.dup_of.get(r.question) in questions
+        original = srv.dup_of.get(r.question)
+        dup = questions[r.question] > 1 or (original != r.question and original in questions)
         failure = any(f.lower() in (r.question + r.answer).lower() for f in FAILURE_STRINGS)
         escaped = '\\"' in r.answer or '\\"' in r.question
         # A rewording whose original was dropped (for another reason) duplicates nothing kept.

@@ -76,17 +76,27 @@ def locate(
     pieces = [p for p in pieces if p]
     if not pieces:
         return None
-    pos, first = 0, None
-    end = 0
-    for piece in pieces:
-        k = ns.find(piece, pos)
-        if k < 0 or (len(pieces) > 1 and len(piece) < 3):
-            return None
-        first = k if first is None else first
-        pos = end = k + len(piece)
-    if end - first > 2 * len(normalize(quote)) + 300:
+    if len(pieces) > 1 and any(len(p) < 3 for p in pieces):
         return None
-    return idx[first], idx[end - 1] + 1
+    limit = 2 * len(normalize(quote)) + 300
+    best: tuple[int, int] | None = None
+    k = ns.find(pieces[0])
+    while k >= 0:  # the tightest match: the first piece may also occur earlier, far from the rest
+        pos, end = k + len(pieces[0]), k + len(pieces[0])
+        for piece in pieces[1:]:
+            j = ns.find(piece, pos)
+            if j < 0:
+                end = -1
+                break
+            pos = end = j + len(piece)
+        if end < 0:
+            break
+        if end - k <= limit and (best is None or end - k < best[1] - best[0]):
+            best = (k, end)
+        k = ns.find(pieces[0], k + 1)
+    if best is None:
+        return None
+    return idx[best[0]], idx[best[1] - 1] + 1
 
 
 def content_words(text: str) -> list[str]:

@@ -174,7 +174,10 @@ class AdversarialTeacher(FaultServer):
             answer, finish = " ".join(words[:4]), "length"
         elif kind == "reworded" and earlier:
             question = (
-                earlier[0].replace("What does", "What exactly does").replace("state about", "say about")
+                earlier[0]
+                .replace("What does", "What exactly does")
+                .replace("state about", "say about")
+                .replace("Summarize what the document says", "Briefly summarize what the text says")
             )
             self.dup_of[question] = earlier[0]
         elif kind == "exact_dup" and earlier:
