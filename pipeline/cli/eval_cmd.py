@@ -72,10 +72,10 @@ def eval_cmd(
 
 
 def _check_depths(depths: list[float]) -> None:
-    from pipeline.config import _bad
+    from pipeline.options import usage_error
 
     if any(not 0 <= d <= 100 for d in depths):
-        _bad("--depths", ",".join(map(str, depths)), "percentages between 0 and 100")
+        usage_error("--depths", ",".join(map(str, depths)), "percentages between 0 and 100")
 
 
 def _load(config: Path | None, overrides: list[str], given: dict):
