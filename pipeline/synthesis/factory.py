@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from pipeline.config import TeacherConfig
 from pipeline.errors import ConfigError
 from pipeline.synthesis.teachers import LocalTransformersTeacher, OpenAICompatTeacher, Teacher
@@ -42,8 +44,12 @@ def build_judge(cfg: TeacherConfig) -> Teacher | None:
     return build_teacher(cfg.model_copy(update={"model": cfg.judge_model}))
 
 
+@cache
 def build_dedup_embedder(name: str | None):
-    """The sentence embedder for near-duplicate questions (``minilm``: the packaged all-MiniLM-L6-v2)."""
+    """The sentence embedder for near-duplicate questions (``minilm``: the packaged all-MiniLM-L6-v2).
+
+    One per process: a build synthesizes batch after batch and should load the model once.
+    """
     if not name:
         return None
     from pipeline.chunking.embedders import HashingEmbedder, SentenceTransformerEmbedder
