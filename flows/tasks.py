@@ -21,7 +21,7 @@ from prefect.concurrency.sync import concurrency
 
 from pipeline.stages import build as stages
 from trainer.evaluation.api import evaluate
-from trainer.recipe import train
+from trainer.launch import train
 
 TEACHER_LIMIT = "lengthwise-teacher"
 SLOT_POLL_S = 2.0  # how often a waiting batch re-asks for a slot (and notices a stop)
@@ -87,5 +87,5 @@ def synthesize(chunk_dir: str, out_root: str, synth, teacher, cache_path: str, l
         return stages.synthesize_batch(chunk_dir, out_root, synth, teacher, cache_path)
 
 
-train_task = task(train, name="train", **_NO_RESULTS)
+train_task = task(train, name="train", **_NO_RESULTS)  # in-process or a torchrun job (train.launcher)
 evaluate_task = task(evaluate, name="evaluate", **_NO_RESULTS)

@@ -37,6 +37,13 @@ def _stage_rows(src, summary: dict | None) -> list[str]:
     return rows if len(rows) > 2 else ["(the training run folder was not found; stages unknown)"]
 
 
+def _acc(v) -> str:
+    """One accuracy of results.json: ``{accuracy, lo, hi, n}`` (with its Wilson interval), or a bare float."""
+    if isinstance(v, dict):
+        return f"{v['accuracy']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] n={v['n']}"
+    return f"{v:.2f}"
+
+
 def _eval_lines(src) -> list[str]:
     """Summary of the run's evaluation (``RUN/../eval/results.json``) for base and this adapter."""
     if src.run_dir is None:
@@ -64,7 +71,7 @@ def _eval_lines(src) -> list[str]:
     for m in data["models"]:
         if m["name"] not in wanted:
             continue
-        acc = ", ".join(f"{k}: {v:.2f}" for k, v in m["probe_accuracy_by_length"].items())
+        acc = ", ".join(f"{k}: {_acc(v)}" for k, v in m["probe_accuracy_by_length"].items())
         ppl = ", ".join(f"{k}: {v['answer_ppl']:.2f}" for k, v in (m.get("perplexity") or {}).items())
         qa = ", ".join(f"{k}: {v['f1']:.2f}" for k, v in (m.get("qa") or {}).items())
         lines.append(f"| {m['name']} | {acc or '-'} | {ppl or '-'} | {qa or '-'} |")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from trainer import quantize
 from trainer.config import LoraSettings, RopeConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,11 @@ def load_base(cfg: TrainConfig, device: torch.device):
             use_safetensors=True,
             attn_implementation=pick_attention(cfg.attn_implementation, device),
             trust_remote_code=cfg.trust_remote_code,
+            **quantize.load_kwargs(cfg, device),
         )
-    model.to(device)
+    if cfg.quantize is None:
+        model.to(device)  # a quantized model is placed by device_map and cannot move
+    model = quantize.prepare(model, cfg)
     model.config.use_cache = False
     return model, path
 
@@ -148,9 +152,12 @@ def hidden_and_head(model, input_ids: torch.Tensor, position_ids: torch.Tensor):
     return out.last_hidden_state, base.get_output_embeddings().weight
 
 
-def save_adapter(model, path: Path, rope_params: dict | None) -> None:
-    """Save the adapter (safetensors) and the RoPE parameters it was trained with."""
-    model.save_pretrained(str(path), safe_serialization=True)
+def save_adapter(model, path: Path, rope_params: dict | None, state_dict: dict | None = None) -> None:
+    """Save the adapter (safetensors) and the RoPE parameters it was trained with.
+
+    ``state_dict``: the gathered trainable weights when the model's own are FSDP2 shards.
+    """
+    model.save_pretrained(str(path), safe_serialization=True, state_dict=state_dict)
     if rope_params is not None:
         (path / ROPE_FILE).write_text(json.dumps(rope_params, indent=2))
 
