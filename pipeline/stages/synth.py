@@ -186,15 +186,24 @@ class OutageWatch:
 
     def complete(self, requests):
         """The wrapped teacher's replies; raises when every one failed for outside reasons."""
-        replies = self.teacher.complete(requests)
+        try:
+            replies = self.teacher.complete(requests)
+        except TeacherError as exc:  # an outage the teacher raises itself (e.g. unreachable)
+            if not exc.transient:
+                raise
+            self._count(len(requests), exc)
+            self.check()
         bad = [r for r in replies if _outage(r)]
         if bad:
-            with self._lock:
-                self.failed += len(bad)
-                self.detail = " ".join(str(bad[-1]).split())  # one line, whatever the transport said
+            self._count(len(bad), bad[-1])
             if len(bad) == len(replies):
                 self.check()
         return replies
+
+    def _count(self, n: int, error: TeacherError) -> None:
+        with self._lock:
+            self.failed += n
+            self.detail = " ".join(str(error).split())  # one line, whatever the transport said
 
     def check(self) -> None:
         """Raise :class:`TeacherUnavailable` if any call failed for outside reasons."""
