@@ -1,8 +1,9 @@
 """The training recipe: setup -> stages -> cleanup. Read top to bottom; no framework.
 
 Progressive length: each stage packs the samples that fit its length (best-fit decreasing, packs
-shuffled), keeps tokens per optimizer step constant, and trains LoRA with per-step sum/sum loss
-normalisation. A deterministic plan plus checkpoints of adapter, optimizer, scheduler, RNG and the
+shuffled), keeps tokens per optimizer step near a constant target, and trains LoRA with per-step
+sum/sum loss normalisation. Sample boundaries travel with each pack to the attention
+(trainer/attention.py); RoPE stages compose with the model's own scaling (trainer/rope.py). A deterministic plan plus checkpoints of adapter, optimizer, scheduler, RNG and the
 (stage, step) cursor make a killed run resume with the same per-step losses.
 """
 
@@ -20,13 +21,14 @@ import numpy as np
 import torch
 
 from data_contracts import content_hash
-from data_contracts.reader import open_buckets
-from trainer import checkpoint, distributed
-from trainer.batch import PackedBatch, collate, step_totals
-from trainer.config import TrainConfig
-from trainer.loss import weighted_loss
+from data_contracts.reader import open_buckets, read_manifest
+from trainer import checkpoint, distributed, isolation
+from trainer import rope as rope_utils
+from trainer.batch import collate, step_totals
+from trainer.config import TrainConfig, data_problems
+from trainer.loss import adalora_orthogonal_penalty, weighted_loss
 from trainer.metrics import MetricLogger, plot_losses
-from trainer.model import add_lora, apply_rope, enable_checkpointing, hidden_and_head, load_base, save_adapter
+from trainer.model import add_lora, batch_hidden_and_head, enable_checkpointing, load_base, save_adapter
 from trainer.plan import StagePlan, plan_stage
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,9 @@ class Run:
     metrics: MetricLogger
     output: Path
     base_path: str
-    rope: dict | None = None
+    ropes: list[rope_utils.RopeState]  # RoPE in force at each stage
+    base_rope: rope_utils.RopeState
+    too_long: int = 0  # rows longer than the last stage: never trained, counted
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -90,16 +94,30 @@ def setup(cfg: TrainConfig) -> Run:
         from pipeline.errors import ConfigError
 
         raise ConfigError(["data: the folder written by `lengthwise shard` is required"], "train")
+    problems = data_problems(cfg)
+    if problems:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(problems, "train")
     world = distributed.init()
     torch.manual_seed(cfg.seed)
     output = Path(cfg.output_dir)
-    data = open_buckets(cfg.data, 0, cfg.stages[-1].max_length)
-    rows = Rows(data)
+    rows, too_long = load_rows(cfg)
     plans, prev = [], 0
     for i, stage in enumerate(cfg.stages):
         plans.append(plan_stage(i, rows.lengths, stage, prev, cfg.step_tokens, world.size, cfg.seed))
         prev = stage.max_length
+        log.info(
+            "stage %d (<= %d tokens): %d samples, %d packs/step (%d tokens/step, target %d), %d steps",
+            i, stage.max_length, plans[-1].samples, plans[-1].packs_per_step, plans[-1].tokens_per_step,
+            cfg.step_tokens, len(plans[-1].steps),
+        )
+    if too_long:
+        log.warning("%d rows are longer than the last stage (%d tokens) and are not trained on",
+                    too_long, cfg.stages[-1].max_length)
     model, base_path = load_base(cfg, world.device)
+    base_rope = rope_utils.base_state(model.config)
+    ropes = rope_utils.plan_ropes(base_rope, cfg.stages, cfg.auto_rope)
     model = add_lora(model, cfg.lora, sum(len(p.steps) for p in plans))
     if cfg.gradient_checkpointing:
         enable_checkpointing(model, offload=cfg.offload_activations and world.device.type == "cuda")
@@ -110,9 +128,22 @@ def setup(cfg: TrainConfig) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(plans, cfg))
     metrics = MetricLogger(output, enabled=world.main)
     state = checkpoint.TrainState(config_hash=config_hash(cfg))
-    run = Run(cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path)
+    run = Run(
+        cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path,
+        ropes, base_rope, too_long,
+    )
     resume(run)
     return run
+
+
+def load_rows(cfg: TrainConfig) -> tuple[Rows, int]:
+    """Rows of every bucket a stage can use, and the count of rows longer than the last stage."""
+    last = cfg.stages[-1].max_length
+    manifest = read_manifest(cfg.data)
+    edge = min((e for e in manifest.bucket_edges if e >= last), default=None)
+    rows = Rows(open_buckets(cfg.data, 0, edge))
+    above = sum(b.rows for b in manifest.buckets if edge is not None and b.upper > edge)
+    return rows, int((rows.lengths > last).sum()) + above
 
 
 def resume(run: Run) -> None:
@@ -132,42 +163,19 @@ def resume(run: Run) -> None:
     log.info("resumed from %s at stage %d step %d", path, run.state.stage, run.state.step)
 
 
-def check_isolation(run: Run, tol: float = 1e-4) -> None:
-    """Prove packed samples do not see each other: per-sample loss packed == alone."""
-    rows = run.plans[0].steps[0][0][:2]
-    if len(rows) < 2:
-        return
-    samples = [run.rows.sample(i) for i in rows]
-    was_training = run.model.training
-    run.model.eval()
-    with torch.no_grad():
-        alone = [_loss(run, collate([s], "token", 1, max(float(s[1][1:].sum()), 1e-9))) for s in samples]
-        # Packed: weight only one sample at a time.
-        packed = []
-        for k in range(2):
-            masked = [(ids, w if j == k else np.zeros_like(w)) for j, (ids, w) in enumerate(samples)]
-            packed.append(_loss(run, collate(masked, "token", 1, max(float(samples[k][1][1:].sum()), 1e-9))))
-    run.model.train(was_training)
-    for a, p in zip(alone, packed, strict=True):
-        if abs(a - p) > tol * max(1.0, abs(a)):
-            raise RuntimeError(
-                f"packed samples leak attention (alone {a:.6f} vs packed {p:.6f}) with "
-                f"attn_implementation={run.model.config._attn_implementation}; use sdpa, flex or "
-                "flash_attention_2 with position_ids and no attention mask"
-            )
-
-
-def _loss(run: Run, batch: PackedBatch) -> float:
-    batch = batch.to(run.world.device)
-    hidden, head = hidden_and_head(run.model, batch.input_ids, batch.position_ids)
-    return float(weighted_loss(hidden.float(), head.float(), batch.targets, batch.target_weights))
+def check_isolation(run: Run) -> dict:
+    """Prove packed samples do not see each other on a two-sample pack (see ``trainer.isolation``)."""
+    first = [i for pack in run.plans[0].steps[0] for i in pack]
+    candidates = [run.rows.sample(i)[0] for i in first[:2]]
+    vocab = run.model.get_input_embeddings().weight.shape[0]
+    samples = isolation.two_samples(candidates, run.plans[0].max_length, vocab, run.cfg.seed)
+    return isolation.prove_isolation(run.model, samples, run.world.device)
 
 
 def _autocast(run: Run):
-    precision = run.cfg.precision
-    if precision == "auto":
-        precision = "bf16" if run.world.device.type == "cuda" else "fp32"
-    if precision == "bf16":
+    if next(run.model.parameters()).dtype == torch.bfloat16 or (
+        run.cfg.precision == "bf16" or (run.cfg.precision == "auto" and run.world.device.type == "cuda")
+    ):
         return torch.autocast(run.world.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -179,13 +187,16 @@ def train_step(run: Run, plan: StagePlan, step: int) -> tuple[float, int]:
     n_seqs, weight_sum = step_totals(every)  # over all packs of all ranks: exact sum/sum normalisation
     run.optimizer.zero_grad(set_to_none=True)
     loss_sum, tokens = 0.0, 0
-    for pack in plan.packs_for(step, world.rank, world.size):
+    for k, pack in enumerate(plan.packs_for(step, world.rank, world.size)):
         batch = collate([run.rows.sample(i) for i in pack], cfg.loss_norm, n_seqs, weight_sum).to(
             world.device
         )
         with _autocast(run):
-            hidden, head = hidden_and_head(run.model, batch.input_ids, batch.position_ids)
+            hidden, head = batch_hidden_and_head(run.model, batch)
         loss = weighted_loss(hidden, head, batch.targets, batch.target_weights, cfg.ce_chunk_tokens)
+        if k == 0 and cfg.lora.adalora:  # once per step, shared out over the ranks
+            penalty = adalora_orthogonal_penalty(run.model)
+            loss = loss + penalty / world.size if penalty is not None else loss
         loss.backward()  # summed over micro-batches: no division by the number of packs
         loss_sum += float(loss.detach())
         tokens += batch.tokens
@@ -244,7 +255,12 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
             return False
     state.stage, state.step = plan.index + 1, 0
     if run.world.main:
-        save_adapter(run.model, run.output / "stages" / f"stage-{plan.index}-{plan.max_length}", run.rope)
+        save_adapter(
+            run.model,
+            run.output / "stages" / f"stage-{plan.index}-{plan.max_length}",
+            run.ropes[plan.index],
+            run.base_rope,
+        )
     gate(run, plan)
     return True
 
@@ -290,7 +306,7 @@ def cleanup(run: Run) -> dict:
     """Save the final adapter, the loss plot and a summary; leave the process group."""
     summary = {}
     if run.world.main:
-        save_adapter(run.model, run.output / "adapter", run.rope)
+        save_adapter(run.model, run.output / "adapter", run.ropes[-1], run.base_rope)
         rows = run.metrics.rows()
         if rows:
             plot_losses(rows, run.output / "loss_by_stage.png")
@@ -305,9 +321,14 @@ def cleanup(run: Run) -> dict:
                     "samples": p.samples,
                     "pack_fill": round(p.fill, 4),
                     "deferred": p.deferred,
+                    "packs_per_step": p.packs_per_step,
+                    "tokens_per_step": p.tokens_per_step,
+                    "rope": run.ropes[p.index].source,
                 }
                 for p in run.plans
             ],
+            "tokens_per_step_target": run.cfg.step_tokens,
+            "rows_longer_than_last_stage": run.too_long,
             "first_loss": rows[0]["loss"] if rows else None,
             "last_loss": rows[-1]["loss"] if rows else None,
         }
@@ -315,11 +336,6 @@ def cleanup(run: Run) -> dict:
         run.metrics.close()
     distributed.shutdown()
     return summary
-
-
-def current_rope(cfg: TrainConfig, index: int):
-    """The RoPE setting in force at stage ``index``: the latest one defined up to it."""
-    return next((s.rope for s in reversed(cfg.stages[: index + 1]) if s.rope is not None), None)
 
 
 def train(cfg: TrainConfig, stop_at: int | None = None) -> dict:
@@ -330,7 +346,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> dict:
     for plan in run.plans:
         if plan.index < run.state.stage:
             continue
-        run.rope = apply_rope(run.model, current_rope(cfg, plan.index))
+        rope_utils.apply(run.model, run.ropes[plan.index])
         if not train_stage(run, plan, stop_at):
             distributed.shutdown()
             return {"stopped_at": run.state.global_step}
