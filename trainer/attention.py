@@ -147,7 +147,7 @@ def _flex(q, k, v, cu, scale):
     from torch.nn.attention.flex_attention import flex_attention
 
     if _FLEX is None:  # compiled once: uncompiled flex materialises the full score matrix
-        _FLEX = torch.compile(flex_attention, dynamic=False) if q.device.type == "cuda" else flex_attention
+        _FLEX = torch.compile(flex_attention) if q.device.type == "cuda" else flex_attention
     mask = _BLOCK.get(cu, lambda c: _block_mask(c, q.shape[2], q.device))
     return _FLEX(q, k, v, block_mask=mask, scale=scale, enable_gqa=q.shape[1] != k.shape[1])
 
