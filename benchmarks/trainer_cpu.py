@@ -11,7 +11,8 @@
   single sequences, 4K-64K tokens, tiny Llama (hidden 64, 2 layers, SmolLM2's vocabulary), activation
   checkpointing, chunked CE; plus transformers' own SDPA on packs (boundaries inferred from position
   resets with a dense [L, L] mask), the path lengthwise used before, up to 16K.
-Run: ``python benchmarks/trainer_cpu.py [--memory] [--throughput] [--fill]`` (no flag: all).
+Run: ``python benchmarks/trainer_cpu.py [--memory[=packed|single|dense]] [--throughput] [--fill]``
+(no flag: all). Each memory series is saved as it goes (``memory_<series>`` in the JSON).
 """
 
 from __future__ import annotations
@@ -229,27 +230,28 @@ def _mem_run(tokens: int, n_samples: int, attn: str, timeout: int) -> dict:
     return row
 
 
-def memory(timeout: int = 1500) -> list[dict]:
+SERIES = {  # layout, samples per pack, attention, longest run
+    "packed": ("packed", lambda L: max(2, L // 4096), "lengthwise", 65536),
+    "single": ("single", lambda L: 1, "lengthwise", 65536),
+    "dense": ("packed", lambda L: max(2, L // 4096), "transformers_sdpa", 16384),
+}
+
+
+def memory(series: str, timeout: int = 1500) -> list[dict]:
+    layout, n_of, attn, top = SERIES[series]
     rows = []
-    sizes = (4096, 8192, 16384, 32768, 65536)
-    for layout, n_of, attn, top in (
-        ("packed", lambda L: max(2, L // 4096), "lengthwise", 65536),
-        ("single", lambda L: 1, "lengthwise", 65536),
-        ("packed", lambda L: max(2, L // 4096), "transformers_sdpa", 16384),
-    ):
-        series = []
-        for L in sizes:
-            if L > top:
-                continue
-            row = _mem_run(L, n_of(L), attn, timeout)
-            row["layout"] = layout
-            if series and "peak_rss_growth_mb" in row and "peak_rss_growth_mb" in series[-1]:
-                row["ratio_vs_half"] = round(row["peak_rss_growth_mb"] / series[-1]["peak_rss_growth_mb"], 2)
-            series.append(row)
-            print(json.dumps(row), flush=True)
-            if "error" in row:
-                break
-        rows += series
+    for L in (4096, 8192, 16384, 32768, 65536):
+        if L > top:
+            continue
+        row = _mem_run(L, n_of(L), attn, timeout)
+        row["layout"] = layout
+        if rows and "peak_rss_growth_mb" in row and "peak_rss_growth_mb" in rows[-1]:
+            row["ratio_vs_half"] = round(row["peak_rss_growth_mb"] / rows[-1]["peak_rss_growth_mb"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        _save(f"memory_{series}", rows)  # keep what finished
+        if "error" in row:
+            break
     return rows
 
 
@@ -264,9 +266,11 @@ def _save(key: str, value) -> None:
 def main() -> None:
     from trainer.packing import fill, pack_bfd
 
-    flags = {a for a in sys.argv[1:] if a.startswith("--")} or {"--memory", "--throughput", "--fill"}
+    flags = {a.split("=")[0] for a in sys.argv[1:] if a.startswith("--")} or {"--memory", "--throughput", "--fill"}
     if "--memory" in flags:
-        _save("memory", memory())
+        chosen = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--memory=")] or list(SERIES)
+        for series in chosen:
+            memory(series)
     if flags & {"--throughput", "--fill"}:
         with tempfile.TemporaryDirectory() as tmp:
             lengths, _ = real_lengths(Path(tmp))
