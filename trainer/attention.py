@@ -221,8 +221,14 @@ def _forward_for(backend: str):
 
 
 def _mask_hook(**kwargs):
-    """No mask for packs (boundaries travel as cu_seqlens); a padding mask only when one is given."""
-    if kwargs.get("attention_mask") is None:
+    """No mask for a training pack; transformers' SDPA mask otherwise (padding, generation with a cache).
+
+    A pack's boundaries travel as cu_seqlens, so the position-reset packing transformers may detect is
+    never expanded to [L, L].
+    """
+    offset = kwargs.get("q_offset") or 0
+    plain = kwargs.get("attention_mask") is None and kwargs.get("q_length") == kwargs.get("kv_length")
+    if plain and isinstance(offset, int) and offset == 0:
         return None
     from transformers.masking_utils import sdpa_mask
 
