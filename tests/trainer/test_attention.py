@@ -116,3 +116,27 @@ def test_transformers_dense_mask_path_would_fail_the_size_check(lora_tiny):
     with spy, torch.no_grad():
         _step(model, samples)
     assert spy.numel >= 2048 * 2048
+
+
+def test_padded_batches_and_generation_fall_back_to_transformers_sdpa_exactly():
+    """Outside training packs (evaluation, stage gates) the model behaves exactly like stock SDPA."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from trainer.model import pick_attention
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=500, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2)
+    stock = LlamaForCausalLM(cfg).eval()
+    ours = LlamaForCausalLM(cfg).eval()
+    ours.load_state_dict(stock.state_dict())
+    ours.config._attn_implementation = pick_attention("sdpa", torch.device("cpu"))
+    ids = torch.randint(3, 499, (2, 20))
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0  # left padding
+    with torch.no_grad():
+        a = stock(input_ids=ids, attention_mask=mask).logits
+        b = ours(input_ids=ids, attention_mask=mask).logits
+        assert (a - b)[mask.bool()].abs().max() == 0
+        kw = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
+        assert torch.equal(stock.generate(input_ids=ids, **kw), ours.generate(input_ids=ids, **kw))
