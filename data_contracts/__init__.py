@@ -6,9 +6,17 @@ Imports only pydantic and pyarrow, so any tool can read lengthwise shards cheapl
 from data_contracts._base import Record, content_hash, make_id
 from data_contracts.arrow import check_schema, records_to_table, schema_contract, to_arrow_schema
 from data_contracts.chunks import Chunk
+from data_contracts.conversations import Conversation, Role, Turn
 from data_contracts.documents import SourceDocument
 from data_contracts.errors import ContractError
-from data_contracts.manifests import BucketSummary, BuildManifest, Count, ShardManifest, resolve_in
+from data_contracts.manifests import (
+    BucketSummary,
+    BuildManifest,
+    Count,
+    ShardManifest,
+    SkippedInput,
+    resolve_in,
+)
 from data_contracts.qa import (
     Assembly,
     ContextSegment,
@@ -22,7 +30,7 @@ from data_contracts.tokenized import TokenizedExample, check_tokenized_table
 
 #: Every contract that can be stored as an Arrow shard, by contract name.
 SHARD_CONTRACTS: dict[str, type[Record]] = {
-    m.CONTRACT: m for m in (SourceDocument, Chunk, QARecord, RejectedRecord, TokenizedExample)
+    m.CONTRACT: m for m in (SourceDocument, Chunk, QARecord, RejectedRecord, TokenizedExample, Conversation)
 }
 
 #: Every contract with a golden schema snapshot (shard records and manifests).
@@ -41,16 +49,20 @@ __all__ = [
     "Chunk",
     "ContextSegment",
     "ContractError",
+    "Conversation",
     "Count",
     "EvidenceSpan",
     "QARecord",
     "Record",
     "RejectReason",
     "RejectedRecord",
+    "Role",
     "ShardManifest",
+    "SkippedInput",
     "SourceDocument",
     "TaskType",
     "TokenizedExample",
+    "Turn",
     "check_schema",
     "check_tokenized_table",
     "content_hash",

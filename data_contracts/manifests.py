@@ -59,6 +59,16 @@ class BucketSummary(Record):
     shards: int = Field(ge=0)
 
 
+class SkippedInput(Record):
+    """An input (file, row or dataset) a stage could not use, and why; listed, never silently lost."""
+
+    CONTRACT = "skipped_input"
+    VERSION = 1
+
+    source: str = Field(description="file, file:line or dataset:split:row")
+    reason: str
+
+
 class BuildManifest(Record):
     """The manifest of a dataset directory written by one stage (chunks, qa or tokenized).
 
@@ -68,19 +78,24 @@ class BuildManifest(Record):
     """
 
     CONTRACT = "build_manifest"
-    VERSION = 1
+    VERSION = 2
 
     kind: str = Field(description="chunks | qa | rejects | tokenized")
     lengthwise_version: str
     config_hash: str
     config_json: str
     tokenizer: str | None = None
+    tokenizer_fingerprint: str | None = Field(
+        None,
+        description="hash of the tokenizer's vocabulary and rules; train and eval refuse a different one",
+    )
     bucket_edges: list[int] = Field(default_factory=list)
     input_rows: int = Field(ge=0, default=0)
     shards: list[ShardManifest]
     buckets: list[BucketSummary] = Field(default_factory=list)
     task_counts: list[Count] = Field(default_factory=list)
     dropped: list[Count] = Field(default_factory=list)
+    skipped: list[SkippedInput] = Field(default_factory=list, description="inputs that could not be used")
 
     @property
     def rows(self) -> int:

@@ -9,7 +9,7 @@ from prefect.client.orchestration import get_client
 
 from flows import tasks
 from flows.runners import task_runner
-from pipeline.stages.build import BuildConfig, skipped_inputs
+from pipeline.stages.build import BuildConfig, chat_sources, skipped_inputs
 
 
 def _ensure_teacher_limit(limit: int) -> None:
@@ -38,7 +38,7 @@ def build_dataset(cfg: BuildConfig) -> str:
         unmapped(cfg.teacher),
         unmapped(str(Path(out) / "teacher-cache.sqlite")),
     )
-    shards = tasks.shard(qa.result(), out, cfg.shard)
+    shards = tasks.shard(qa.result(), out, cfg.shard, chat_sources(cfg.sources))
     rows = tasks.counts(out)
     create_table_artifact(key="build-counts", table=rows, description=f"counts per stage for {cfg.name}")
     create_markdown_artifact(

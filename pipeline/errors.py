@@ -18,5 +18,8 @@ class ConfigError(PipelineError, ValueError):
 
     def __init__(self, problems: list[str], source: str = "config") -> None:
         self.problems = problems
+        if len(problems) == 1:  # one mistake: one line
+            super().__init__(f"{source}: {problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")

@@ -109,6 +109,11 @@ class TrainConfig(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    @classmethod
+    def raw_problems(cls, raw: dict) -> list[str]:
+        """Cross-field problems of a raw (possibly invalid) mapping, for reporting with field errors."""
+        return cross_field_problems(raw)
+
     @property
     def step_tokens(self) -> int:
         """Target tokens per optimizer step (constant across stages)."""

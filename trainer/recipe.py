@@ -22,6 +22,7 @@ import torch
 
 from data_contracts import content_hash
 from data_contracts.reader import open_buckets, read_manifest
+from pipeline.fingerprint import check_shards_tokenizer
 from trainer import checkpoint, distributed, isolation
 from trainer import rope as rope_utils
 from trainer.batch import collate, step_totals
@@ -99,6 +100,7 @@ def setup(cfg: TrainConfig) -> Run:
         from pipeline.errors import ConfigError
 
         raise ConfigError(problems, "train")
+    check_shards_tokenizer(cfg.data, cfg.model, "train")  # before any model is loaded
     world = distributed.init()
     torch.manual_seed(cfg.seed)
     output = Path(cfg.output_dir)
@@ -227,6 +229,7 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
     )
     for step in bar:
         t0 = time.perf_counter()
+        lr = run.scheduler.get_last_lr()[0]  # the rate this step uses (the scheduler moves on inside)
         loss, tokens = train_step(run, plan, step)
         state.global_step += 1
         state.step, state.stage = step + 1, plan.index
@@ -237,7 +240,7 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
             "stage": plan.index,
             "stage_length": plan.max_length,
             "loss": loss,
-            "lr": run.scheduler.get_last_lr()[0],
+            "lr": lr,
             "tokens": tokens,
             "tokens_per_s": tokens / (time.perf_counter() - t0),
             "pack_fill": plan.fill,

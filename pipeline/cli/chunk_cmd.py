@@ -10,11 +10,11 @@ import typer
 def chunk_cmd(
     paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .rst .jsonl .parquet)."),
     method: str = typer.Option("recursive", help="recursive | sliding | semantic"),
-    max_tokens: int = typer.Option(512, help="Hard limit per chunk, in the tokenizer's tokens."),
-    min_tokens: int = typer.Option(None, help="Soft minimum (default max/4)."),
-    target_tokens: int = typer.Option(None, help="recursive: preferred size (default max)."),
+    max_tokens: int = typer.Option(512, min=16, help="Hard limit per chunk, in the tokenizer's tokens."),
+    min_tokens: int = typer.Option(None, min=0, help="Soft minimum (default max/4)."),
+    target_tokens: int = typer.Option(None, min=1, help="recursive: preferred size (default max)."),
     stride_tokens: int = typer.Option(
-        None, help="sliding: distance between window starts (default 3/4 max)."
+        None, min=1, help="sliding: distance between window starts (default 3/4 max)."
     ),
     threshold: str = typer.Option(
         "percentile", help="semantic: percentile | stddev | interquartile | gradient"
@@ -29,16 +29,19 @@ def chunk_cmd(
     out: Path = typer.Option(Path("out/chunks"), help="Output folder."),
     output_format: str = typer.Option("arrow", "--format", help="arrow (shards + manifest) or jsonl (also)."),
     text_field: str = typer.Option("text", help="Text column of JSONL/Parquet inputs."),
-    workers: int = typer.Option(None, help="Processes for large batches (default: all cores)."),
+    workers: int = typer.Option(None, min=1, help="Processes for large batches (default: all cores)."),
 ) -> None:
     """Chunk documents with exact offsets and a hard token budget."""
     from tqdm import tqdm
 
-    from pipeline.config import ChunkerConfig, make
-    from pipeline.errors import ConfigError
+    from pipeline.config import ChunkerConfig, choice, make
     from pipeline.io.readers import expand_paths
     from pipeline.stages.chunk import chunk_corpus
 
+    method = choice(method, "--method", ("recursive", "sliding", "semantic"))
+    threshold = choice(threshold, "--threshold", ("percentile", "stddev", "interquartile", "gradient"))
+    embedder_backend = choice(embedder_backend, "--embedder-backend", ("torch", "onnx", "onnx-int8"))
+    output_format = choice(output_format, "--format", ("arrow", "jsonl"))
     cfg = make(
         ChunkerConfig,
         "chunk",
@@ -52,8 +55,6 @@ def chunk_cmd(
         embedder=embedder,
         embedder_backend=embedder_backend,
     )
-    if output_format not in ("arrow", "jsonl"):
-        raise ConfigError([f"--format must be arrow or jsonl, got {output_format!r}"], "chunk")
     files, _ = expand_paths(paths)
     with tqdm(total=len(files), unit="doc", desc=f"chunk ({method})", disable=None) as bar:
         result = chunk_corpus(

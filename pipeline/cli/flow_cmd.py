@@ -3,50 +3,68 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
 
+from pipeline.cli.common import SET_HELP, prefect_defaults
 
-def _prefect_defaults() -> None:
-    """Quiet local defaults, set before Prefect is imported (explicit settings win)."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+def _config(config: Path | None, option: Path | None) -> Path:
+    path = option or config
+    if path is None:
+        from pipeline.config import _bad
+
+        _bad("CONFIG", None, "a config file: CONFIG.yaml or --config CONFIG.yaml")
+    return path
 
 
 def build_cmd(
-    config: Path = typer.Argument(..., help="Build YAML (or a run YAML: its build section)."),
+    config: Path = typer.Argument(None, help="Build YAML (or a run YAML: its build section)."),
+    config_opt: Path = typer.Option(None, "--config", help="Same as the CONFIG argument."),
+    overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Build tokenized shards from sources with Prefect (resumable, cached)."""
-    _prefect_defaults()
+    prefect_defaults()
     from flows.build import build_with_runner
     from flows.config import load_build_config
 
-    typer.echo(f"shards: {build_with_runner(load_build_config(config))}")
+    cfg = load_build_config(_config(config, config_opt), overrides)
+    typer.echo(f"shards: {build_with_runner(cfg)}")
 
 
 def run_cmd(
-    config: Path = typer.Argument(..., help="Run YAML (build + train + eval), e.g. configs/demo.yaml."),
+    config: Path = typer.Argument(
+        None, help="Run YAML (model + build + train + eval), e.g. configs/demo.yaml."
+    ),
+    config_opt: Path = typer.Option(None, "--config", help="Same as the CONFIG argument."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help=SET_HELP + " Keys start with the section: train.lora.r=8."
+    ),
 ) -> None:
     """Run everything end to end: build -> train -> evaluate."""
-    _prefect_defaults()
+    prefect_defaults()
     from flows.config import load_run_config
     from flows.run import run_all
 
-    typer.echo(json.dumps(run_all(load_run_config(config)), indent=2))
+    cfg = load_run_config(_config(config, config_opt), overrides)
+    typer.echo(json.dumps(run_all(cfg), indent=2))
 
 
 def serve_cmd(
-    config: Path = typer.Argument(..., help="Build YAML."),
-    cron: str = typer.Option("0 3 * * *", help="Cron schedule (UTC)."),
+    config: Path = typer.Argument(..., help="Build YAML (or a run YAML: its build section)."),
+    cron: str = typer.Option("0 3 * * *", help="Cron schedule (UTC), five fields."),
     name: str = typer.Option("scheduled", help="Deployment name."),
 ) -> None:
     """Serve the build flow on a cron schedule (set PREFECT_API_URL to use an existing server)."""
-    _prefect_defaults()
+    from pipeline.config import cron_expr
+
+    cron_expr(cron, "--cron")
+    prefect_defaults()
+    from flows.config import load_build_config
     from flows.serve import serve
 
+    load_build_config(config)  # a bad config fails here, before a server starts
     serve(config, cron, name)
 
 

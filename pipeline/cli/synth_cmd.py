@@ -7,10 +7,6 @@ from pathlib import Path
 import typer
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 def synth_cmd(
     chunks: list[Path] = typer.Argument(..., help="Chunk folders written by `lengthwise chunk`."),
     teacher: str = typer.Option("local", help="openai | local | none (teacher-free tasks only)"),
@@ -23,14 +19,14 @@ def synth_cmd(
         help="Teacher-free task types ('' for none).",
     ),
     target_lengths: str = typer.Option("1024,4096", help="Target lengths in student tokens."),
-    questions_per_doc: int = typer.Option(4, help="Teacher calls planned per document."),
-    teacher_free_per_length: int = typer.Option(2, help="Teacher-free records per (task, length)."),
+    questions_per_doc: int = typer.Option(4, min=0, help="Teacher calls planned per document."),
+    teacher_free_per_length: int = typer.Option(2, min=0, help="Teacher-free records per (task, length)."),
     student: str = typer.Option(None, help="Student tokenizer/model (lengths are measured with it)."),
     evidence_mode: str = typer.Option("auto", help="auto | teacher | anchored"),
     closed_book: bool = typer.Option(False, help="Drop questions the teacher answers without the document."),
-    concurrency: int = typer.Option(4, help="openai: requests in flight."),
-    timeout: float = typer.Option(120.0, help="openai: seconds per request."),
-    batch_size: int = typer.Option(8, help="Requests per batch (local: generated together)."),
+    concurrency: int = typer.Option(4, min=1, help="openai: requests in flight."),
+    timeout: float = typer.Option(120.0, min=0.001, help="openai: seconds per request."),
+    batch_size: int = typer.Option(8, min=1, help="Requests per batch (local: generated together)."),
     cache: Path = typer.Option(None, help="Response cache (SQLite); default in ~/.cache/lengthwise."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(Path("out/qa"), help="Output folder."),
@@ -41,15 +37,30 @@ def synth_cmd(
     """Synthesize grounded long-context QA (and teacher-free tasks) at target lengths."""
     from tqdm import tqdm
 
-    from pipeline.config import SynthConfig, TeacherConfig, int_list, make
+    from pipeline.config import (
+        SELF_INSTRUCT_TASKS,
+        TEACHER_FREE_TASKS,
+        SynthConfig,
+        TeacherConfig,
+        choice,
+        choice_list,
+        int_list,
+        make,
+    )
     from pipeline.errors import ConfigError
     from pipeline.stages.synth import synthesize_corpus
 
+    teacher = choice(teacher, "--teacher", ("openai", "local", "none"))
+    evidence_mode = choice(evidence_mode, "--evidence-mode", ("auto", "teacher", "anchored"))
+    if teacher == "openai" and not base_url and not dry_run:
+        raise ConfigError(
+            ["--base-url is needed with --teacher openai (e.g. http://localhost:8000/v1)"], "synth"
+        )
     cfg = make(
         SynthConfig,
         "synth",
-        tasks=_split(tasks) or [],
-        teacher_free_tasks=_split(teacher_free) or [],
+        tasks=choice_list(tasks, "--tasks", SELF_INSTRUCT_TASKS),
+        teacher_free_tasks=choice_list(teacher_free, "--teacher-free", TEACHER_FREE_TASKS),
         target_lengths=int_list(target_lengths, "--target-lengths"),
         questions_per_doc=questions_per_doc,
         teacher_free_per_length=teacher_free_per_length,

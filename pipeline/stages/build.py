@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from data_contracts import RejectedRecord, SourceDocument, content_hash
+from data_contracts import RejectedRecord, SkippedInput, SourceDocument, content_hash
 from data_contracts.io import write_records
-from pipeline.config import ChunkerConfig, ShardConfig, SynthConfig, TeacherConfig
+from pipeline.config import ChatSource, ChunkerConfig, ShardConfig, SynthConfig, TeacherConfig
 from pipeline.io.readers import InputProblem, read_documents, read_hf_dataset
 from pipeline.stages.chunk import chunk_corpus, reject_for
 from pipeline.stages.shard import ShardResult, build_shards
@@ -26,15 +26,42 @@ from pipeline.validate import load_manifest
 
 
 class Source(BaseModel):
-    """Where documents come from: files/folders (txt, md, rst, jsonl, parquet) or a ``datasets`` dataset."""
+    """Where inputs come from: files/folders (txt, md, rst, jsonl, parquet) or a ``datasets`` dataset.
+
+    ``kind: documents`` (default) are chunked and synthesized into QA; ``kind: chat`` are chat or
+    instruction records (messages, ShareGPT, Alpaca, LongAlign) that go straight to the shards.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    kind: Literal["documents", "chat"] = "documents"
     path: str | None = None
-    dataset: str | None = Field(None, description="a `datasets` name or a save_to_disk folder")
+    dataset: str | None = Field(
+        None, description="a `datasets` hub name (needs the network) or a save_to_disk folder"
+    )
     split: str = "train"
-    text_field: str = "text"
-    max_docs: int | None = Field(None, ge=1)
+    text_field: str = Field("text", description="documents: the text column of JSONL/Parquet/datasets rows")
+    max_docs: int | None = Field(None, ge=1, description="at most this many documents (or chat rows)")
+    format: Literal["auto", "messages", "sharegpt", "alpaca", "longalign"] = Field(
+        "auto", description="chat: row format; auto picks it from each row's keys"
+    )
+    system_prompt: str | None = Field(None, description="chat: system turn for rows without their own")
+
+    def chat_source(self) -> ChatSource:
+        """The chat import this source describes (``kind: chat``)."""
+        return ChatSource(
+            path=self.path,
+            dataset=self.dataset,
+            split=self.split,
+            format=self.format,
+            system_prompt=self.system_prompt,
+            max_rows=self.max_docs,
+        )
+
+
+def chat_sources(sources: list[Source]) -> list[ChatSource]:
+    """The ``kind: chat`` sources of a build."""
+    return [s.chat_source() for s in sources if s.kind == "chat"]
 
 
 class RunnerConfig(BaseModel):
@@ -80,18 +107,35 @@ def folder_hash(folder: str | Path) -> str:
 
 def _iter_sources(sources: list[Source]) -> Iterator[SourceDocument | InputProblem]:
     for src in sources:
+        if src.kind != "documents":
+            continue
         items = (
             read_hf_dataset(src.dataset, src.split, src.text_field)
             if src.dataset
             else read_documents([src.path], text_field=src.text_field)
         )
         n = 0
-        for item in items:
-            if isinstance(item, SourceDocument):
-                n += 1
-                if src.max_docs and n > src.max_docs:
-                    continue
-            yield item
+        try:
+            for item in items:
+                if isinstance(item, SourceDocument):
+                    n += 1
+                    if src.max_docs and n > src.max_docs:
+                        continue
+                yield item
+        except Exception as exc:  # a dataset that cannot be opened (offline hub ID...): skip it, go on
+            yield InputProblem(src.dataset or str(src.path), dataset_error(src.dataset or str(src.path), exc))
+
+
+def dataset_error(name: str, exc: Exception) -> str:
+    """Why a dataset source could not be opened, and what to do."""
+    import os
+
+    if not Path(name).exists() and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false"):
+        return (
+            f"cannot load hub dataset {name!r} while offline (HF_HUB_OFFLINE is set): unset it, or "
+            "download the data and point `path:` at the local copy"
+        )
+    return f"cannot open it: {type(exc).__name__}: {exc}; check the name, the split and the network"
 
 
 def ingest(sources: list[Source], out_dir: str | Path, docs_per_batch: int) -> list[str]:
@@ -151,10 +195,16 @@ def synthesize_batch(
     return str(out)
 
 
-def shard_all(qa_dirs: list[str], out_root: str | Path, cfg: ShardConfig) -> str:
-    """Tokenize and shard every QA folder into ``shards/`` (skipped when identical)."""
+def shard_all(
+    qa_dirs: list[str], out_root: str | Path, cfg: ShardConfig, chat: list[ChatSource] | None = None
+) -> str:
+    """Tokenize and shard every QA folder (and imported chat sources) into ``shards/``.
+
+    Skipped when identical. Inputs the build could not use are listed in the dataset card.
+    """
     out = Path(out_root) / "shards"
-    result: ShardResult = build_shards(sorted(qa_dirs), out, cfg)
+    skipped = [SkippedInput(**item) for item in skipped_inputs(out_root)]
+    result: ShardResult = build_shards(sorted(qa_dirs), out, cfg, chat=chat or [], skipped=skipped)
     return str(result.out_dir)
 
 

@@ -37,7 +37,9 @@ def plot_histogram(lengths: np.ndarray, edges: list[int], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
     if len(lengths):
-        bins = np.geomspace(max(1, lengths.min()), max(lengths.max(), 2), 40)
+        lo, hi = max(1, int(lengths.min())), int(lengths.max())
+        # One length only (or a tiny range): a few bins around it; geomspace needs lo < hi.
+        bins = np.geomspace(lo, hi, 40) if hi > lo * 1.05 else np.geomspace(lo / 1.1, hi * 1.1, 5)
         ax.hist(lengths, bins=bins, color="#3b7dd8", edgecolor="white")
     for e in edges:
         ax.axvline(e, color="#d62728", lw=0.8, ls="--")
@@ -71,6 +73,7 @@ def write_card(out: Path, manifest: BuildManifest) -> Path:
         for b in manifest.buckets
         if b.rows
     ]
+    depths = depths[np.isfinite(depths)]  # imported conversations have no evidence depth
     depth_hist = np.histogram(depths, bins=10, range=(0, 100))[0] if len(depths) else np.zeros(10, int)
     lines = [
         "---",
@@ -113,6 +116,10 @@ def write_card(out: Path, manifest: BuildManifest) -> Path:
         "## Dropped",
         "",
         *([f"- {c.name}: {c.count}" for c in manifest.dropped] or ["- none"]),
+        "",
+        "## Skipped inputs",
+        "",
+        *([f"- `{s.source}`: {s.reason}" for s in manifest.skipped] or ["- none"]),
         "",
         "## Build config",
         "",

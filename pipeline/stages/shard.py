@@ -24,10 +24,12 @@ import pyarrow.compute as pc
 from data_contracts import (
     BucketSummary,
     BuildManifest,
+    Conversation,
     QARecord,
     RejectedRecord,
     RejectReason,
     ShardManifest,
+    SkippedInput,
     TokenizedExample,
     content_hash,
     make_id,
@@ -35,9 +37,12 @@ from data_contracts import (
 )
 from data_contracts.io import read_table, sha256_file, table_to_ipc_bytes, write_records
 from pipeline.chat import ChatFormatter
-from pipeline.config import ShardConfig
+from pipeline.config import ChatSource, ShardConfig
+from pipeline.fingerprint import tokenizer_fingerprint
+from pipeline.io.chat_readers import read_conversations
+from pipeline.io.readers import InputProblem
 from pipeline.stages.load import iter_dataset
-from pipeline.stages.shards import counts, write_manifest
+from pipeline.stages.shards import counts, new_manifest, save_manifest
 from pipeline.stages.split import HELDOUT_DIR, is_heldout
 from pipeline.validate import load_manifest
 
@@ -70,6 +75,52 @@ def input_fingerprint(qa_dirs: Sequence[str | Path]) -> str:
         m = load_manifest(d)
         parts.append([(s.path, s.sha256) for s in m.shards])
     return content_hash(parts)
+
+
+def chat_fingerprint(sources: Sequence[ChatSource]) -> str:
+    """Hash of the imported chat sources: file contents for local files, the name for hub datasets."""
+    parts = []
+    for src in sources:
+        path = Path(src.path or src.dataset or "")
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        parts.append([src.model_dump(mode="json"), [(str(f), sha256_file(f)) for f in files if f.exists()]])
+    return content_hash(parts)
+
+
+def formatter(cfg: ShardConfig) -> ChatFormatter:
+    """The chat format a shard config describes (template, override file or plain completion)."""
+    return ChatFormatter(
+        cfg.tokenizer,
+        system_prompt=cfg.system_prompt,
+        chat_template=cfg.chat_template,
+        completion=cfg.format == "completion",
+    )
+
+
+def tokenize_any(
+    rec: QARecord | Conversation, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str
+) -> dict:
+    """One tokenized row for a QA record or an imported conversation."""
+    if isinstance(rec, Conversation):
+        return tokenize_conversation(rec, fmt, cfg, config_hash)
+    return tokenize_record(rec, fmt, cfg, config_hash)
+
+
+def tokenize_conversation(conv: Conversation, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str) -> dict:
+    """One tokenized row for a conversation: loss on its trained turns (assistant turns by default)."""
+    ids, weights = fmt.encode_turns(conv.turns, cfg.assistant_turns, cfg.answer_weight)
+    return {
+        "example_id": make_id("ex", conv.conversation_id, config_hash),
+        "qa_id": conv.conversation_id,
+        "doc_ids": list(conv.doc_ids),
+        "task_type": conv.task_type,
+        "input_ids": ids,
+        "loss_weights": weights,
+        "length": len(ids),
+        "n_answer_tokens": int((weights > 0).sum()),
+        "bucket": 0,
+        "evidence_depth_pct": float("nan"),  # no evidence in a conversation
+    }
 
 
 def tokenize_record(rec: QARecord, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str) -> dict:
@@ -132,41 +183,73 @@ def build_shards(
     progress: Callable[[int], None] | None = None,
     records: Iterable[QARecord] | None = None,
     workers: int = 1,
+    chat: Sequence[ChatSource] = (),
+    skipped: Sequence[SkippedInput] = (),
 ) -> ShardResult:
     """Tokenize, bucket, sort and write shards; skip the work when an identical build exists.
 
-    With ``cfg.heldout_fraction > 0`` the held-out records go to ``out_dir/heldout`` (a complete
+    ``chat`` adds imported conversations (see :mod:`pipeline.io.chat_readers`); their bad rows, and
+    ``skipped`` inputs of earlier stages, are listed in the manifest and the dataset card. With ``cfg.heldout_fraction > 0`` the held-out records go to ``out_dir/heldout`` (a complete
     build of its own, with manifest and card) and never into the training shards in ``out_dir``.
     ``workers > 1`` tokenizes in that many processes (order and output are unchanged).
     """
     if records is not None and cfg.heldout_fraction > 0:
         records = list(records)  # read twice: once per side of the split
-    fmt = ChatFormatter(cfg.tokenizer, system_prompt=cfg.system_prompt)
+    fmt = formatter(cfg)
     fingerprint = input_fingerprint(qa_dirs) if records is None else "records"
+    fingerprint = content_hash(fingerprint, chat_fingerprint(chat), [s.model_dump() for s in skipped])
+    inputs = _Inputs(qa_dirs, records, chat, list(skipped), tokenizer_fingerprint(cfg.tokenizer))
     sides = [("train", Path(out_dir))]
     if cfg.heldout_fraction > 0:
         sides.append(("heldout", Path(out_dir) / HELDOUT_DIR))
     results = [
-        _build_split(qa_dirs, out, cfg, split, fmt, fingerprint, progress, records, workers)
-        for split, out in sides
+        _build_split(inputs, out, cfg, split, fmt, fingerprint, progress, workers) for split, out in sides
     ]
     results[0].heldout = results[1] if len(results) > 1 else None
     return results[0]
 
 
+@dataclass
+class _Inputs:
+    """What a shard build reads: QA folders or records, imported chat sources, inputs skipped upstream."""
+
+    qa_dirs: Sequence[str | Path]
+    records: Iterable[QARecord] | None
+    chat: Sequence[ChatSource]
+    skipped: list[SkippedInput]
+    tokenizer_fingerprint: str
+
+    def stream(self, problems: list[SkippedInput]) -> Iterator[QARecord | Conversation]:
+        """Every record to tokenize; unusable chat rows are appended to ``problems``."""
+        if self.records is not None:
+            yield from self.records
+        else:
+            for d in self.qa_dirs:
+                yield from iter_dataset(d, QARecord)
+        for src in self.chat:
+            for item in read_conversations(
+                src.path or src.dataset, src.format, src.split, src.system_prompt, src.max_rows
+            ):
+                if isinstance(item, InputProblem):
+                    problems.append(SkippedInput(source=item.source, reason=item.reason))
+                else:
+                    yield item
+
+
 def _build_split(
-    qa_dirs: Sequence[str | Path],
+    inputs: _Inputs,
     out: Path,
     cfg: ShardConfig,
     split: str,
     fmt: ChatFormatter,
     fingerprint: str,
     progress: Callable[[int], None] | None,
-    records: Iterable[QARecord] | None,
     workers: int,
 ) -> ShardResult:
     # run_tokens only decides when to spill to disk; it must not change a single output byte.
-    cfg_hash = content_hash(cfg.model_dump(mode="json", exclude={"run_tokens"}), fmt.spec, fingerprint, split)
+    cfg_hash = content_hash(
+        cfg.model_dump(mode="json", exclude={"run_tokens"}), fmt.spec, fmt.template_hash, fingerprint, split
+    )
     existing = _existing(out, cfg_hash)
     if existing is not None:
         return ShardResult(out, existing, skipped=True)
@@ -176,7 +259,8 @@ def _build_split(
     buckets: dict[int, _Bucket] = defaultdict(_Bucket)
     dropped, tasks, rejects = Counter(), Counter(), []
     n_in = 0
-    source = records if records is not None else (r for d in qa_dirs for r in iter_dataset(d, QARecord))
+    problems = list(inputs.skipped)
+    source = inputs.stream(problems)
     held = split == "heldout"
     source = (r for r in source if is_heldout(r, cfg.heldout_fraction, cfg.heldout_by) == held)
     for rec, row in _tokenized(source, fmt, cfg, cfg_hash, workers):
@@ -225,31 +309,38 @@ def _build_split(
         )
         for e in cfg.bucket_edges
     ]
-    manifest = write_manifest(
-        out,
+    manifest = new_manifest(
         "tokenized",
         json.dumps({**cfg.model_dump(mode="json"), "split": split}),
         cfg_hash,
         shards,
         tokenizer=fmt.spec,
+        tokenizer_fingerprint=inputs.tokenizer_fingerprint,
         bucket_edges=cfg.bucket_edges,
         input_rows=n_in,
         buckets=summaries,
         task_counts=counts(tasks),
         dropped=counts(dropped),
+        skipped=problems,
     )
     from pipeline.stages.card import write_card
 
+    # The card first: the manifest marks the build as complete, so a crash here leaves no "done" build.
     write_card(out, manifest)
+    save_manifest(out, manifest)
     return ShardResult(out, manifest, over_length=sum(dropped.values()))
 
 
 def _tokenized(
-    source: Iterable[QARecord], fmt: ChatFormatter, cfg: ShardConfig, cfg_hash: str, workers: int
-) -> Iterator[tuple[QARecord, dict]]:
+    source: Iterable[QARecord | Conversation],
+    fmt: ChatFormatter,
+    cfg: ShardConfig,
+    cfg_hash: str,
+    workers: int,
+) -> Iterator[tuple[QARecord | Conversation, dict]]:
     if workers <= 1:
         for rec in source:
-            yield rec, tokenize_record(rec, fmt, cfg, cfg_hash)
+            yield rec, tokenize_any(rec, fmt, cfg, cfg_hash)
         return
     from multiprocessing import get_context
 
@@ -268,13 +359,13 @@ _WORKER: tuple[ChatFormatter, ShardConfig, str] | None = None
 def _init_worker(cfg: ShardConfig, cfg_hash: str) -> None:
     global _WORKER
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _WORKER = (ChatFormatter(cfg.tokenizer, system_prompt=cfg.system_prompt), cfg, cfg_hash)
+    _WORKER = (formatter(cfg), cfg, cfg_hash)
 
 
-def _tokenize_in_worker(rec: QARecord) -> dict:
+def _tokenize_in_worker(rec: QARecord | Conversation) -> dict:
     assert _WORKER is not None
     fmt, cfg, cfg_hash = _WORKER
-    return tokenize_record(rec, fmt, cfg, cfg_hash)
+    return tokenize_any(rec, fmt, cfg, cfg_hash)
 
 
 def _existing(out: Path, cfg_hash: str) -> BuildManifest | None:
@@ -291,7 +382,15 @@ def _existing(out: Path, cfg_hash: str) -> BuildManifest | None:
     return m if ok else None
 
 
-def _over_length(rec: QARecord, length: int, limit: int) -> RejectedRecord:
+def _over_length(rec: QARecord | Conversation, length: int, limit: int) -> RejectedRecord:
+    if isinstance(rec, Conversation):
+        return RejectedRecord(
+            reject_id=make_id("rej", "shard", rec.conversation_id),
+            stage="shard",
+            reason=RejectReason.OVER_MAX_BUCKET,
+            doc_ids=list(rec.doc_ids),
+            detail=f"{rec.source}: {length} tokens > last bucket {limit}; add a larger bucket edge",
+        )
     return RejectedRecord(
         reject_id=make_id("rej", "shard", rec.qa_id),
         stage="shard",
@@ -368,6 +467,8 @@ def inspect_lines(out_dir: str | Path, width: int = 40) -> list[str]:
         lines.append(f"  task {c.name}: {c.count}")
     for c in m.dropped:
         lines.append(f"  dropped {c.name}: {c.count}")
+    for item in m.skipped:
+        lines.append(f"  skipped {item.source}: {item.reason}")
     return lines
 
 

@@ -93,11 +93,11 @@ def counts(counter: Counter[str]) -> list[Count]:
     return [Count(name=k, count=v) for k, v in sorted(counter.items())]
 
 
-def write_manifest(
-    out_dir: Path, kind: str, config_json: str, config_hash: str, shards: list[ShardManifest], **fields
+def new_manifest(
+    kind: str, config_json: str, config_hash: str, shards: list[ShardManifest], **fields
 ) -> BuildManifest:
-    """Write ``manifest.json`` atomically (sorted keys: identical builds give identical bytes)."""
-    manifest = BuildManifest(
+    """A :class:`BuildManifest` stamped with this lengthwise version (not written yet)."""
+    return BuildManifest(
         kind=kind,
         lengthwise_version=version(),
         config_hash=config_hash,
@@ -105,6 +105,17 @@ def write_manifest(
         shards=shards,
         **fields,
     )
+
+
+def write_manifest(
+    out_dir: Path, kind: str, config_json: str, config_hash: str, shards: list[ShardManifest], **fields
+) -> BuildManifest:
+    """Write ``manifest.json`` atomically (sorted keys: identical builds give identical bytes)."""
+    return save_manifest(out_dir, new_manifest(kind, config_json, config_hash, shards, **fields))
+
+
+def save_manifest(out_dir: Path, manifest: BuildManifest) -> BuildManifest:
+    """Write ``manifest`` as ``out_dir/manifest.json``, atomically; it marks the folder as complete."""
     atomic_write_text(
         Path(out_dir) / MANIFEST,
         json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n",

@@ -11,25 +11,28 @@ import hashlib
 import json
 from typing import Literal
 
-from data_contracts import BuildManifest, QARecord
+from data_contracts import BuildManifest, Conversation, QARecord
 
 SplitBy = Literal["document", "record"]
 HELDOUT_DIR = "heldout"
 
 
-def split_key(rec: QARecord, by: SplitBy) -> str:
+def split_key(rec: QARecord | Conversation, by: SplitBy) -> str:
     """What decides a record's side: its evidence document (default) or the record itself.
 
     Splitting by document keeps every question about a held-out document out of training, so the
     model cannot have seen the context either; ``record`` suits corpora with very few documents.
     """
+    if isinstance(rec, Conversation):
+        docs = sorted(rec.doc_ids) if by == "document" else []
+        return docs[0] if docs else rec.conversation_id
     if by == "record":
         return rec.qa_id
     evidence_docs = [e.doc_id for e in rec.evidence if e.doc_id]
     return (evidence_docs or sorted(rec.doc_ids) or [rec.qa_id])[0]
 
 
-def is_heldout(rec: QARecord, fraction: float, by: SplitBy = "document") -> bool:
+def is_heldout(rec: QARecord | Conversation, fraction: float, by: SplitBy = "document") -> bool:
     """True when ``rec`` belongs to the held-out share ``fraction`` (0 keeps everything for training)."""
     if fraction <= 0:
         return False

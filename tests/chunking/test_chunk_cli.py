@@ -61,5 +61,5 @@ def test_chunk_cli_bad_option_is_one_clear_error(tmp_path, sample_corpus):
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a usage error
     assert "method" in proc.stderr and "Traceback" not in proc.stderr

@@ -91,3 +91,20 @@ def test_adalora_orthogonal_penalty_matches_peft(tiny_model):
     assert float(penalty.detach()) > 0
     assert float(with_reg - plain) == pytest.approx(float(penalty.detach()), rel=1e-5)
     assert penalty.requires_grad
+
+
+def test_cli_loaders_report_cross_field_problems_with_field_errors(tmp_path):
+    from flows.config import load_run_config, load_train_config
+    from pipeline.errors import ConfigError
+
+    train = {"stages": [{"max_length": 4096, "steps": 1}, {"max_length": 1024, "steps": 1}], "lora": {"r": 0}}
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"data": "x", **train}))
+    with pytest.raises(ConfigError) as err:
+        load_train_config(path)
+    assert "lora.r" in str(err.value) and "must not decrease" in str(err.value)
+    run = tmp_path / "run.yaml"
+    run.write_text(yaml.safe_dump({"build": {"sources": [{"path": "docs"}]}, "train": train}))
+    with pytest.raises(ConfigError) as err:
+        load_run_config(run)
+    assert "train.lora.r" in str(err.value) and "train.stages: max_length must not decrease" in str(err.value)

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from data_contracts import QARecord, SourceDocument, TaskType
 from pipeline.chat import ChatFormatter
+from pipeline.fingerprint import check_shards_tokenizer
 from pipeline.io.readers import InputProblem, read_documents
 from trainer.evaluation.probes import probe_grid
 from trainer.evaluation.report import write_report
@@ -100,6 +101,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     base = resolve_model(cfg.model)
+    if cfg.data:
+        check_shards_tokenizer(cfg.data, cfg.model, "eval")
     fmt = ChatFormatter(base)
     probes = probe_grid(
         _haystack_docs(cfg.haystack),
