@@ -95,6 +95,25 @@ def trainer() -> list[str]:
     return lines
 
 
+def parallel() -> list[str]:
+    data = json.loads((RESULTS / "parallel_cpu.json").read_text())
+    lines = [
+        f"{data['packs_per_step']} packs of {data['pack_tokens']} tokens per optimizer step, {data['model']}; "
+        f"measured on {data['machine']}, torch {data['torch']}, mean of {data['timed_steps']} steps after a warm-up; "
+        f"load average (1/5/15 min) at the end: {data.get('load_average_1_5_15_min_at_end')}:",
+        "",
+        "| layout | processes | tokens/s | peak RSS per rank MiB | step RSS growth per rank MiB |",
+        "|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['mode']} | {r['processes']} | {r['tokens_per_s']} | "
+            f"{' / '.join(map(str, r['peak_rss_mib_per_rank']))} | "
+            f"{' / '.join(map(str, r['step_rss_growth_mib_per_rank']))} |"
+        )
+    return lines
+
+
 def semantic() -> list[str]:
     data = json.loads((RESULTS / "semantic_boundaries.json").read_text())
     lines = [
@@ -113,6 +132,15 @@ def semantic() -> list[str]:
     return lines
 
 
+def training_helps() -> list[str]:
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from training_helps import render
+
+    return render(json.loads((RESULTS / "training_helps.json").read_text()))
+
+
 def main() -> None:
     readme = HERE / "README.md"
     text = readme.read_text()
@@ -121,6 +149,8 @@ def main() -> None:
         "semantic": (semantic, "semantic_boundaries"),
         "shards": (shards, "shards"),
         "trainer": (trainer, "trainer_cpu"),
+        "parallel": (parallel, "parallel_cpu"),
+        "training_helps": (training_helps, "training_helps"),
     }
     for name, (fn, result) in sections.items():
         start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.config import apply_base_model, apply_overrides, load_raw, validate_raw
+from pipeline.configfile import apply_base_model, apply_overrides, load_raw, validate_raw
 from pipeline.stages.build import BuildConfig
 from pipeline.stages.split import HELDOUT_DIR
 from trainer.config import TrainConfig

@@ -8,7 +8,7 @@ from prefect.concurrency.sync import concurrency
 from data_contracts import content_hash
 from pipeline.stages import build as stages
 from trainer.evaluation.api import evaluate
-from trainer.recipe import train
+from trainer.launch import train
 
 TEACHER_LIMIT = "lengthwise-teacher"
 
@@ -43,5 +43,5 @@ def synthesize(chunk_dir: str, out_root: str, synth, teacher, cache_path: str | 
         return stages.synthesize_batch(chunk_dir, out_root, synth, teacher, cache_path)
 
 
-train_task = task(train, name="train")
+train_task = task(train, name="train")  # in-process or a torchrun job (train.launcher)
 evaluate_task = task(evaluate, name="evaluate")

@@ -31,6 +31,8 @@ MODEL_LOAD_LOCK = threading.RLock()
 SMOLLM2 = "smollm2-135m"
 MINILM = "minilm"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The public name recorded for the embedded SmolLM2 (its weights here are the Q4_1 GGUF, dequantized).
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _MARKER = "lengthwise-asset.json"
 
 Progress = Callable[[str], None]
@@ -158,6 +160,26 @@ def resolve_model(spec: str | os.PathLike[str] | None, progress: Progress = _qui
         return str(path)
     if str(spec).startswith((".", "/", "~")):
         raise AssetError(f"model path {spec} does not exist")
+    return str(spec)
+
+
+def public_model_name(spec: str | os.PathLike[str] | None) -> str:
+    """The name to record for a base model so others can find it: never a path in lengthwise's cache.
+
+    The embedded SmolLM2 is recorded under its public hub ID, a local folder as an absolute path,
+    a hub ID as given.
+    """
+    if spec is None or str(spec) == SMOLLM2:
+        return SMOLLM2_HUB_ID
+    path = Path(spec).expanduser()
+    if path.exists():
+        path = path.resolve()
+        if path == (cache_dir() / "models" / "smollm2-135m-instruct").resolve():
+            return SMOLLM2_HUB_ID
+        parts = path.parts  # a Hugging Face hub cache snapshot: .../models--org--name/snapshots/<rev>
+        if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+            return parts[-3].removeprefix("models--").replace("--", "/")
+        return str(path)
     return str(spec)
 
 

@@ -1,4 +1,4 @@
-"""``python -m trainer CONFIG.yaml`` (also under ``torchrun --nproc-per-node N -m trainer CONFIG.yaml``)."""
+"""``python -m trainer CONFIG.yaml``; also under ``torchrun`` or ``accelerate launch`` (see docs/parallel.md)."""
 
 from __future__ import annotations
 

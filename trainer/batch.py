@@ -25,8 +25,16 @@ class PackedBatch:
     targets: torch.Tensor  # [T] next-token ids (0 where unused)
     target_weights: torch.Tensor  # [T] float32, already normalised for the optimizer step
     seq_lens: list[int]
-    cu_seqlens: torch.Tensor  # int32 [n + 1]: 0, l1, l1 + l2, ..., T (FlashAttention varlen layout)
-    doc_ids: torch.Tensor  # int32 [T]: which sample each token belongs to
+    cu_seqlens: torch.Tensor | None = None  # int32 [n + 1]: 0, l1, ..., T (FlashAttention varlen layout)
+    doc_ids: torch.Tensor | None = None  # int32 [T]: which sample each token belongs to
+
+    def __post_init__(self) -> None:
+        if self.cu_seqlens is None:  # built from seq_lens when a caller gives only those
+            cu = np.concatenate([[0], np.cumsum(self.seq_lens)]).astype(np.int32)
+            self.cu_seqlens = torch.from_numpy(cu).to(self.input_ids.device)
+        if self.doc_ids is None:
+            ids = np.repeat(np.arange(len(self.seq_lens), dtype=np.int32), self.seq_lens)
+            self.doc_ids = torch.from_numpy(ids).to(self.input_ids.device)
 
     @property
     def max_seqlen(self) -> int:

@@ -1,8 +1,10 @@
-"""Checkpoints for exact resume: adapter, optimizer, scheduler, RNG and the plan cursor.
+"""Checkpoints for exact resume: adapter, optimizer, scheduler, every rank's RNG and the plan cursor.
 
-Tensors are saved with safetensors (adapter) or ``torch.save`` of plain state dicts, and always
-loaded with ``weights_only=True``. A checkpoint folder appears by atomic rename, so a run killed
-while saving leaves the previous checkpoint intact.
+Adapter and optimizer state go through ``torch.distributed.checkpoint`` (each rank writes its own
+shards under FSDP2; one process writes everything otherwise) and are loaded back resharded for the
+current layout; scheduler and RNG are plain tensors loaded with ``weights_only=True``. A checkpoint
+folder appears by atomic rename once every rank has written, so a run killed while saving leaves
+the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+from trainer import distributed, parallel
 
 
 @dataclass
@@ -33,28 +37,28 @@ def checkpoint_dir(output_dir: Path) -> Path:
     return output_dir / "checkpoints"
 
 
-def save(output_dir: Path, state: TrainState, model, optimizer, scheduler, keep: int) -> Path:
-    """Write ``checkpoints/step-XXXXXXX`` atomically and prune old ones."""
+def save(
+    output_dir: Path, state: TrainState, par: parallel.Parallel, optimizer, scheduler, keep: int
+) -> Path:
+    """Write ``checkpoints/step-XXXXXXX`` atomically and prune old ones (every rank calls this)."""
     root = checkpoint_dir(output_dir)
     final = root / f"step-{state.global_step:07d}"
     tmp = root / f".tmp-{final.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        tmp / "trainer_state.pt",
-    )
-    (tmp / "state.json").write_text(json.dumps(asdict(state)))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    world = par.world
+    if world.main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    distributed.barrier(world)
+    parallel.save_sharded(tmp, par, optimizer)
+    distributed.barrier(world)  # every rank's shards and RNG are on disk
+    if world.main:
+        torch.save({"scheduler": scheduler.state_dict()}, tmp / "trainer_state.pt")
+        (tmp / "state.json").write_text(json.dumps(asdict(state)))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier(world)
     return final
 
 
@@ -64,17 +68,9 @@ def latest(output_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def restore(path: Path, model, optimizer, scheduler) -> TrainState:
-    """Load adapter weights, optimizer, scheduler and RNG from ``path``; return the saved state."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    adapter = load_file(str(path / "adapter" / "adapter_model.safetensors"))
-    set_peft_model_state_dict(model, adapter)
+def restore(path: Path, par: parallel.Parallel, optimizer, scheduler) -> TrainState:
+    """Load adapter, optimizer, scheduler and this rank's RNG from ``path``; return the saved state."""
+    parallel.load_sharded(path, par, optimizer)
     blob = torch.load(path / "trainer_state.pt", weights_only=True)
-    optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["torch_rng"])
-    if blob["cuda_rng"]:
-        torch.cuda.set_rng_state_all(blob["cuda_rng"])
     return TrainState(**json.loads((path / "state.json").read_text()))

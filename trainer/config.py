@@ -54,6 +54,21 @@ class LoraSettings(_Strict):
     adalora: bool = Field(False, description="use AdaLoRA (adaptive ranks) instead of LoRA")
 
 
+class ParallelConfig(_Strict):
+    """How several processes share the work (see trainer/parallel.py); ignored in one process."""
+
+    data: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="ddp: replicated weights, gradients summed once per step; fsdp: FSDP2 shards per decoder layer",
+    )
+    sequence: int = Field(
+        1, ge=1, description="Ulysses sequence parallel degree: ranks that split each pack's tokens"
+    )
+    mixed_precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="fsdp compute dtype: auto = bf16 on CUDA, fp32 on CPU; trainable params stay fp32"
+    )
+
+
 class TrainConfig(_Strict):
     """Everything a training run needs; YAML files map onto it one to one."""
 
@@ -100,6 +115,14 @@ class TrainConfig(_Strict):
     log_every: int = Field(1, ge=1)
     isolation_check: bool = Field(True, description="prove packed == unpacked losses before training")
     trust_remote_code: bool = False
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    quantize: Literal["4bit"] | None = Field(
+        None, description="4bit: QLoRA, the frozen base in bitsandbytes NF4 (CUDA; extra `qlora`)"
+    )
+    launcher: Literal["python", "torchrun"] = Field(
+        "python", description="run flow: train in-process, or as a torchrun subprocess on this machine"
+    )
+    nproc_per_node: int = Field(1, ge=1, description="processes torchrun starts (launcher: torchrun)")
     gate_haystack: list[str] = Field(default_factory=list, description="documents for stage-gate probes")
 
     @model_validator(mode="after")

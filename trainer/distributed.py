@@ -1,4 +1,4 @@
-"""Data parallelism under ``torchrun``: one process per device, gradients summed once per step."""
+"""The process group under ``torchrun`` / ``accelerate launch``: one process per device (gloo on CPU, NCCL on GPU)."""
 
 from __future__ import annotations
 
@@ -35,15 +35,6 @@ def init() -> World:
     if cuda:
         torch.cuda.set_device(device)
     return World(rank, size, device)
-
-
-def sum_gradients(params: list[torch.nn.Parameter], world: World) -> None:
-    """All-reduce (sum) gradients: each rank's loss is already normalised over the global step."""
-    if world.size == 1:
-        return
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
 
 
 def sum_scalar(value: float, world: World) -> float:

@@ -53,6 +53,7 @@ def plot_losses(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    rows = [r for r in rows if "loss" in r]  # gate rows carry accuracies, not losses
     for stage in sorted({r["stage_length"] for r in rows}):
         pts = [(r["step"], r["loss"]) for r in rows if r["stage_length"] == stage]
         ax.plot(*zip(*pts, strict=True), marker="o", ms=3, label=f"<= {stage} tokens")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from trainer import quantize
 from trainer import rope as rope_utils
 from trainer.config import LoraSettings, RopeConfig, TrainConfig
 from trainer.rope import ROPE_FILE, rebuild_rotary  # noqa: F401  (re-exported: older imports)
@@ -69,8 +70,11 @@ def load_base(cfg: TrainConfig, device: torch.device):
             use_safetensors=True,
             attn_implementation=pick_attention(cfg.attn_implementation, device),
             trust_remote_code=cfg.trust_remote_code,
+            **quantize.load_kwargs(cfg, device),
         )
-    model.to(device)
+    if cfg.quantize is None:
+        model.to(device)  # a quantized model is placed by device_map and cannot move
+    model = quantize.prepare(model, cfg)
     model.config.use_cache = False
     return model, path
 
@@ -190,9 +194,12 @@ def batch_hidden_and_head(model, batch):
     return hidden_and_head(model, batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_seqlen)
 
 
-def save_adapter(model, path: Path, rope_state=None, base_rope=None) -> None:
-    """Save the adapter (safetensors) and, when changed, the RoPE parameters it was trained with."""
-    model.save_pretrained(str(path), safe_serialization=True)
+def save_adapter(model, path: Path, rope_state=None, base_rope=None, state_dict: dict | None = None) -> None:
+    """Save the adapter (safetensors) and, when changed, the RoPE parameters it was trained with.
+
+    ``state_dict``: the gathered trainable weights when the model's own are FSDP2 shards.
+    """
+    model.save_pretrained(str(path), safe_serialization=True, state_dict=state_dict)
     if rope_state is not None and base_rope is not None:
         rope_utils.save(Path(path), rope_state, base_rope)
 

@@ -22,15 +22,17 @@ import torch
 
 from data_contracts import content_hash
 from data_contracts.reader import open_buckets, read_manifest
+from pipeline.assets import public_model_name
 from pipeline.fingerprint import check_shards_tokenizer
-from trainer import checkpoint, distributed, isolation
+from trainer import checkpoint, distributed, isolation, parallel
 from trainer import rope as rope_utils
 from trainer.batch import collate, step_totals
 from trainer.config import TrainConfig, data_problems
-from trainer.loss import adalora_orthogonal_penalty, weighted_loss
+from trainer.loss import adalora_orthogonal_penalty
 from trainer.metrics import MetricLogger, plot_losses
-from trainer.model import add_lora, batch_hidden_and_head, enable_checkpointing, load_base, save_adapter
+from trainer.model import add_lora, enable_checkpointing, load_base
 from trainer.plan import StagePlan, plan_stage
+from trainer.runinfo import write_run_info
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Run:
     metrics: MetricLogger
     output: Path
     base_path: str
+    par: parallel.Parallel
     ropes: list[rope_utils.RopeState]  # RoPE in force at each stage
     base_rope: rope_utils.RopeState
     too_long: int = 0  # rows longer than the last stage: never trained, counted
@@ -72,7 +75,15 @@ def config_hash(cfg: TrainConfig) -> str:
     """What makes two runs the same run (logging and checkpoint cadence do not)."""
     return content_hash(
         cfg.model_dump(
-            mode="json", exclude={"checkpoint_every", "keep_checkpoints", "log_every", "output_dir"}
+            mode="json",
+            exclude={
+                "checkpoint_every",
+                "keep_checkpoints",
+                "log_every",
+                "output_dir",
+                "launcher",
+                "nproc_per_node",
+            },
         )
     )
 
@@ -102,12 +113,14 @@ def setup(cfg: TrainConfig) -> Run:
         raise ConfigError(problems, "train")
     check_shards_tokenizer(cfg.data, cfg.model, "train")  # before any model is loaded
     world = distributed.init()
-    torch.manual_seed(cfg.seed)
+    parallel.check(cfg, world)
+    torch.manual_seed(cfg.seed)  # the same model and adapter init on every rank
     output = Path(cfg.output_dir)
     rows, too_long = load_rows(cfg)
     plans, prev = [], 0
     for i, stage in enumerate(cfg.stages):
-        plans.append(plan_stage(i, rows.lengths, stage, prev, cfg.step_tokens, world.size, cfg.seed))
+        slots = world.size // cfg.parallel.sequence  # data-parallel slots share out the packs
+        plans.append(plan_stage(i, rows.lengths, stage, prev, cfg.step_tokens, slots, cfg.seed))
         prev = stage.max_length
         log.info(
             "stage %d (<= %d tokens): %d samples, %d packs/step (%d tokens/step, target %d), %d steps",
@@ -121,17 +134,22 @@ def setup(cfg: TrainConfig) -> Run:
     base_rope = rope_utils.base_state(model.config)
     ropes = rope_utils.plan_ropes(base_rope, cfg.stages, cfg.auto_rope)
     model = add_lora(model, cfg.lora, sum(len(p.steps) for p in plans))
+    # Saved adapters name the base as the user did (hub ID or folder), not lengthwise's cache path.
+    model.peft_config["default"].base_model_name_or_path = public_model_name(cfg.model)
+    if world.main:
+        write_run_info(cfg, base_path, output)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model, offload=cfg.offload_activations and world.device.type == "cuda")
     else:
         model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1.0, weight_decay=cfg.weight_decay)
+    par = parallel.wrap(model, cfg, world, lambda: _autocast(cfg, world.device))
+    parallel.seed_rank(cfg.seed, world)
+    optimizer = torch.optim.AdamW(parallel.trainable(par), lr=1.0, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(plans, cfg))
     metrics = MetricLogger(output, enabled=world.main)
     state = checkpoint.TrainState(config_hash=config_hash(cfg))
     run = Run(
-        cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path,
+        cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path, par,
         ropes, base_rope, too_long,
     )
     resume(run)
@@ -158,7 +176,7 @@ def resume(run: Run) -> None:
         raise RuntimeError(
             f"{path} belongs to a different training config; use a new output_dir or delete it"
         )
-    run.state = checkpoint.restore(path, run.model, run.optimizer, run.scheduler)
+    run.state = checkpoint.restore(path, run.par, run.optimizer, run.scheduler)
     if run.world.main:  # drop log rows of steps that will run again
         kept = [r for r in run.metrics.rows() if r["step"] <= run.state.global_step]
         run.metrics.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
@@ -174,38 +192,36 @@ def check_isolation(run: Run) -> dict:
     return isolation.prove_isolation(run.model, samples, run.world.device)
 
 
-def _autocast(run: Run):
-    if next(run.model.parameters()).dtype == torch.bfloat16 or (
-        run.cfg.precision == "bf16" or (run.cfg.precision == "auto" and run.world.device.type == "cuda")
-    ):
-        return torch.autocast(run.world.device.type, dtype=torch.bfloat16)
+def _autocast(cfg: TrainConfig, device: torch.device):
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
 def train_step(run: Run, plan: StagePlan, step: int) -> tuple[float, int]:
     """One optimizer step over this rank's packs; returns (global step loss, global tokens)."""
-    cfg, world = run.cfg, run.world
+    cfg, world, par = run.cfg, run.world, run.par
     every = [run.rows.sample(i)[1] for pack in plan.steps[step] for i in pack]
     n_seqs, weight_sum = step_totals(every)  # over all packs of all ranks: exact sum/sum normalisation
     run.optimizer.zero_grad(set_to_none=True)
     loss_sum, tokens = 0.0, 0
-    for k, pack in enumerate(plan.packs_for(step, world.rank, world.size)):
-        batch = collate([run.rows.sample(i) for i in pack], cfg.loss_norm, n_seqs, weight_sum).to(
-            world.device
-        )
-        with _autocast(run):
-            hidden, head = batch_hidden_and_head(run.model, batch)
-        loss = weighted_loss(hidden, head, batch.targets, batch.target_weights, cfg.ce_chunk_tokens)
-        if k == 0 and cfg.lora.adalora:  # once per step, shared out over the ranks
-            penalty = adalora_orthogonal_penalty(run.model)
-            loss = loss + penalty / world.size if penalty is not None else loss
-        loss.backward()  # summed over micro-batches: no division by the number of packs
-        loss_sum += float(loss.detach())
-        tokens += batch.tokens
-    params = [p for p in run.model.parameters() if p.requires_grad]
-    distributed.sum_gradients(params, world)
+    mine = plan.packs_for(step, par.dp_rank, par.dp_size)
+    for k, pack in enumerate(mine):
+        batch = collate([run.rows.sample(i) for i in pack], cfg.loss_norm, n_seqs, weight_sum)
+        loss, n = parallel.forward_backward(par, batch, last=k == len(mine) - 1)
+        loss_sum += loss
+        tokens += n
+    if cfg.lora.adalora and not (par.data == "fsdp" and world.size > 1):
+        # Same parameters on every rank: each adds the whole regulariser gradient after the reduction.
+        penalty = adalora_orthogonal_penalty(run.model)
+        if penalty is not None:
+            penalty.backward()
+            loss_sum += float(penalty.detach()) / world.size
     if cfg.max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(parallel.trainable(par), cfg.max_grad_norm)
     run.optimizer.step()
     run.scheduler.step()
     if cfg.lora.adalora:
@@ -249,22 +265,21 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
             run.metrics.log(row)
         bar.set_postfix(loss=f"{loss:.4f}")
         last = step + 1 == len(plan.steps)
-        if run.world.main and (state.global_step % cfg.checkpoint_every == 0 or last):
+        if state.global_step % cfg.checkpoint_every == 0 or last:
             if last:
                 state.stage, state.step = plan.index + 1, 0
-            checkpoint.save(run.output, state, run.model, run.optimizer, run.scheduler, cfg.keep_checkpoints)
+            checkpoint.save(run.output, state, run.par, run.optimizer, run.scheduler, cfg.keep_checkpoints)
         distributed.barrier(run.world)
         if stop_at is not None and state.global_step >= stop_at:
             return False
     state.stage, state.step = plan.index + 1, 0
-    if run.world.main:
-        save_adapter(
-            run.model,
-            run.output / "stages" / f"stage-{plan.index}-{plan.max_length}",
-            run.ropes[plan.index],
-            run.base_rope,
-        )
-    gate(run, plan)
+    parallel.save_adapter(
+        run.par,
+        run.output / "stages" / f"stage-{plan.index}-{plan.max_length}",
+        run.ropes[plan.index],
+        run.base_rope,
+    )
+    parallel.on_whole_model(run.par, lambda _: gate(run, plan))
     return True
 
 
@@ -278,16 +293,12 @@ def gate(run: Run, plan: StagePlan) -> None:
     if need is None:
         return
     from pipeline.chat import ChatFormatter
-    from trainer.evaluation.api import _haystack_docs
-    from trainer.evaluation.probes import probe_grid
-    from trainer.evaluation.runner import run_probes
+    from trainer.evaluation.api import gate_accuracy
 
-    fmt = ChatFormatter(run.base_path)
-    probes = probe_grid(_haystack_docs(run.cfg.gate_haystack), fmt, [plan.max_length], [10.0, 50.0, 90.0])
     run.model.eval()
-    results = run_probes(run.model, fmt, [p for p in probes if p.record.task_type.value == "passkey"])
+    result = gate_accuracy(run.model, ChatFormatter(run.base_path), run.cfg.gate_haystack, plan.max_length)
     run.model.train()
-    acc = sum(r["correct"] for r in results) / max(1, len(results))
+    acc = result.value
     if run.world.main:
         run.metrics.log(
             {
@@ -295,11 +306,14 @@ def gate(run: Run, plan: StagePlan) -> None:
                 "stage": plan.index,
                 "stage_length": plan.max_length,
                 "gate_accuracy": acc,
+                "gate_lo": result.interval[0],
+                "gate_hi": result.interval[1],
+                "gate_probes": result.n,
             }
         )
     if acc < need:
         raise StageGateFailed(
-            f"stage {plan.index} (<= {plan.max_length} tokens): passkey accuracy {acc:.2f} < "
+            f"stage {plan.index} (<= {plan.max_length} tokens): passkey accuracy {result} < "
             f"required {need:.2f}; the adapter so far is in {run.output / 'stages'}. Train this "
             "stage longer (steps/lr) or lower gate_min_accuracy"
         )
@@ -308,8 +322,8 @@ def gate(run: Run, plan: StagePlan) -> None:
 def cleanup(run: Run) -> dict:
     """Save the final adapter, the loss plot and a summary; leave the process group."""
     summary = {}
+    parallel.save_adapter(run.par, run.output / "adapter", run.ropes[-1], run.base_rope)
     if run.world.main:
-        save_adapter(run.model, run.output / "adapter", run.ropes[-1], run.base_rope)
         rows = run.metrics.rows()
         if rows:
             plot_losses(rows, run.output / "loss_by_stage.png")
@@ -345,7 +359,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> dict:
     """The whole recipe. ``stop_at`` ends the run after that global step (tests, budgets)."""
     run = setup(cfg)
     if cfg.isolation_check and run.state.global_step == 0:
-        check_isolation(run)
+        parallel.on_whole_model(run.par, lambda _: check_isolation(run))
     for plan in run.plans:
         if plan.index < run.state.stage:
             continue

@@ -9,6 +9,7 @@ from pipeline.cli.basic import register as _register_basic
 from pipeline.cli.chunk_cmd import register as _register_chunk
 from pipeline.cli.config_docs_cmd import register as _register_config_docs
 from pipeline.cli.eval_cmd import register as _register_eval
+from pipeline.cli.export_cmd import register as _register_export
 from pipeline.cli.flow_cmd import register as _register_flows
 from pipeline.cli.shard_cmd import register as _register_shard
 from pipeline.cli.synth_cmd import register as _register_synth
@@ -39,6 +40,7 @@ _register_shard(app)
 _register_train(app)
 _register_eval(app)
 _register_flows(app)
+_register_export(app)
 _register_config_docs(app)
 
 

@@ -8,7 +8,18 @@ import typer
 
 from pipeline.cli.common import SET_HELP
 
-PROBE_TASKS = ("passkey", "needle_multikey", "kv_retrieval", "variable_tracking")
+# RULER task names (trainer.evaluation.ruler), plus the teacher-free names they were called before.
+PROBE_TASKS = (
+    "passkey",
+    "niah_multikey",
+    "niah_multivalue",
+    "niah_multiquery",
+    "vt",
+    "cwe",
+    "kv_retrieval",
+    "needle_multikey",
+    "variable_tracking",
+)
 
 
 def eval_cmd(
@@ -23,12 +34,16 @@ def eval_cmd(
     haystack: list[Path] = typer.Option(
         [], help="Documents for the probe haystacks (default samples/corpus)."
     ),
-    lengths: str = typer.Option(None, help="Context lengths in tokens, e.g. 512,1k,2k (default 512,1024)."),
+    lengths: str = typer.Option(
+        None,
+        help="Context lengths in tokens, e.g. 512,1k,2k (default: the adapters' trained stage lengths, "
+        "else 512,1024).",
+    ),
     depths: str = typer.Option(None, help="Evidence depths in percent (default 0,50,100)."),
     tasks: str = typer.Option(
-        None, help=f"Probe tasks: {', '.join(PROBE_TASKS)} (default passkey,needle_multikey)."
+        None, help=f"Probe tasks: {', '.join(PROBE_TASKS[:7])} (default passkey,niah_multikey); QA from --qa."
     ),
-    per_cell: int = typer.Option(None, min=1, help="Probes per (task, length, depth) (default 1)."),
+    per_cell: int = typer.Option(None, min=1, help="Probes per (task, length, depth) (default 4)."),
     data: Path = typer.Option(
         None, help="Tokenized shards for perplexity by length (use SHARDS/heldout from `shard --heldout`)."
     ),
@@ -66,16 +81,19 @@ def eval_cmd(
     for m in result["models"]:
         acc = m["probe_accuracy_by_length"]
         typer.echo(
-            f"{m['name']}: probe accuracy by length " + ", ".join(f"{k}: {v:.2f}" for k, v in acc.items())
+            f"{m['name']}: probe accuracy by length "
+            + ", ".join(
+                f"{k}: {v['accuracy']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}] n={v['n']}" for k, v in acc.items()
+            )
         )
     typer.echo(f"wrote {cfg.out}/report.md")
 
 
 def _check_depths(depths: list[float]) -> None:
-    from pipeline.config import _bad
+    from pipeline.options import usage_error
 
     if any(not 0 <= d <= 100 for d in depths):
-        _bad("--depths", ",".join(map(str, depths)), "percentages between 0 and 100")
+        usage_error("--depths", ",".join(map(str, depths)), "percentages between 0 and 100")
 
 
 def _load(config: Path | None, overrides: list[str], given: dict):

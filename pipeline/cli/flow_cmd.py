@@ -13,9 +13,9 @@ from pipeline.cli.common import SET_HELP, prefect_defaults
 def _config(config: Path | None, option: Path | None) -> Path:
     path = option or config
     if path is None:
-        from pipeline.config import _bad
+        from pipeline.options import usage_error
 
-        _bad("CONFIG", None, "a config file: CONFIG.yaml or --config CONFIG.yaml")
+        usage_error("CONFIG", None, "a config file: CONFIG.yaml or --config CONFIG.yaml")
     return path
 
 
@@ -57,7 +57,7 @@ def serve_cmd(
     name: str = typer.Option("scheduled", help="Deployment name."),
 ) -> None:
     """Serve the build flow on a cron schedule (set PREFECT_API_URL to use an existing server)."""
-    from pipeline.config import cron_expr
+    from pipeline.options import cron_expr
 
     cron_expr(cron, "--cron")
     prefect_defaults()

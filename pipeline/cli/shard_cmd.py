@@ -81,9 +81,9 @@ def shard_cmd(
 
     input_format = choice(input_format, "--input-format", CHAT_FORMATS)
     if chat_template is not None and not chat_template.is_file():
-        from pipeline.config import _bad
+        from pipeline.options import usage_error
 
-        _bad("--chat-template", str(chat_template), "an existing Jinja file")
+        usage_error("--chat-template", str(chat_template), "an existing Jinja file")
     cfg = make(
         ShardConfig,
         "shard",

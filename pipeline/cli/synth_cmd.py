@@ -52,10 +52,16 @@ def synth_cmd(
 
     teacher = choice(teacher, "--teacher", ("openai", "local", "none"))
     evidence_mode = choice(evidence_mode, "--evidence-mode", ("auto", "teacher", "anchored"))
-    if teacher == "openai" and not base_url and not dry_run:
-        raise ConfigError(
-            ["--base-url is needed with --teacher openai (e.g. http://localhost:8000/v1)"], "synth"
-        )
+    if teacher == "openai" and not (base_url and model):
+        missing = [
+            f"{opt} is needed with --teacher openai ({why})"
+            for opt, value, why in (
+                ("--base-url", base_url, "the server root with /v1, e.g. http://localhost:8000/v1"),
+                ("--model", model, "the name the server serves"),
+            )
+            if not value
+        ]
+        raise ConfigError(missing, "synth")
     cfg = make(
         SynthConfig,
         "synth",

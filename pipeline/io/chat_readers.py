@@ -224,13 +224,15 @@ def read_conversations(
                 except RowError as exc:
                     yield InputProblem(where, str(exc))
         except Exception as exc:  # a source that cannot be opened at all: name it, keep the others
-            yield InputProblem(name, _open_error(name, exc))
+            yield InputProblem(name, dataset_open_error(name, exc))
 
 
-def _open_error(name: str, exc: Exception) -> str:
+def dataset_open_error(name: str, exc: Exception) -> str:
+    """Why a source could not be opened at all, and what to do (offline hub IDs get their own line)."""
     import os
 
-    if not Path(name).exists() and os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not Path(name).exists() and offline:
         return (
             f"cannot load hub dataset {name!r} while offline (HF_HUB_OFFLINE is set): unset it, or "
             "download the data and point to the local file or folder"
@@ -240,4 +242,12 @@ def _open_error(name: str, exc: Exception) -> str:
     return f"cannot read: {type(exc).__name__}: {exc}"
 
 
-__all__ = ["CHAT_FORMATS", "ChatFormat", "RowError", "detect_format", "read_conversations", "to_conversation"]
+__all__ = [
+    "CHAT_FORMATS",
+    "ChatFormat",
+    "RowError",
+    "dataset_open_error",
+    "detect_format",
+    "read_conversations",
+    "to_conversation",
+]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from data_contracts import RejectedRecord, SkippedInput, SourceDocument, content_hash
 from data_contracts.io import write_records
 from pipeline.config import ChatSource, ChunkerConfig, ShardConfig, SynthConfig, TeacherConfig
+from pipeline.io.chat_readers import dataset_open_error
 from pipeline.io.readers import InputProblem, read_documents, read_hf_dataset
 from pipeline.stages.chunk import chunk_corpus, reject_for
 from pipeline.stages.shard import ShardResult, build_shards
@@ -123,19 +124,8 @@ def _iter_sources(sources: list[Source]) -> Iterator[SourceDocument | InputProbl
                         continue
                 yield item
         except Exception as exc:  # a dataset that cannot be opened (offline hub ID...): skip it, go on
-            yield InputProblem(src.dataset or str(src.path), dataset_error(src.dataset or str(src.path), exc))
-
-
-def dataset_error(name: str, exc: Exception) -> str:
-    """Why a dataset source could not be opened, and what to do."""
-    import os
-
-    if not Path(name).exists() and os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false"):
-        return (
-            f"cannot load hub dataset {name!r} while offline (HF_HUB_OFFLINE is set): unset it, or "
-            "download the data and point `path:` at the local copy"
-        )
-    return f"cannot open it: {type(exc).__name__}: {exc}; check the name, the split and the network"
+            name = src.dataset or str(src.path)
+            yield InputProblem(name, dataset_open_error(name, exc))
 
 
 def ingest(sources: list[Source], out_dir: str | Path, docs_per_batch: int) -> list[str]:

@@ -68,10 +68,11 @@ def write_card(out: Path, manifest: BuildManifest) -> Path:
     """Write ``README.md`` and the histogram PNG next to the shards."""
     lengths, depths = _columns(out, manifest)
     plot_histogram(lengths, manifest.bucket_edges, out / HISTOGRAM)
-    configs = [
-        f"  - config_name: len_{b.upper}\n    data_files: len_{b.upper:06d}/*.arrow"
-        for b in manifest.buckets
-        if b.rows
+    filled = [b for b in manifest.buckets if b.rows]
+    # `load_dataset(folder)` needs a default config: all buckets (not the rejects, not heldout/).
+    default = "  - config_name: all\n    default: true\n    data_files:\n      - split: train\n        path: len_*/*.arrow"
+    configs = ([default] if filled else []) + [
+        f"  - config_name: len_{b.upper}\n    data_files: len_{b.upper:06d}/*.arrow" for b in filled
     ]
     depths = depths[np.isfinite(depths)]  # imported conversations have no evidence depth
     depth_hist = np.histogram(depths, bins=10, range=(0, 100))[0] if len(depths) else np.zeros(10, int)

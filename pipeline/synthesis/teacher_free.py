@@ -169,6 +169,12 @@ class TeacherFreeGenerator:
             TaskType.NEEDLE_MULTIKEY: needle_multikey,
             TaskType.VARIABLE_TRACKING: variable_tracking,
         }[task](rng)
+        return self.make_from(task, spec, length, depth, rng, seed)
+
+    def make_from(
+        self, task: TaskType, spec: Task, length: int, depth: float, rng: random.Random, seed: int
+    ) -> QARecord:
+        """A record around a ready ``spec`` (evaluation builds RULER's needle variants this way)."""
         overhead = self.fmt.count_example(
             spec.intro + _SEP + _SEP.join(spec.needles), spec.question, spec.answer
         )

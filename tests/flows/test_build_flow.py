@@ -62,4 +62,4 @@ def test_config_with_several_mistakes_is_one_error(tmp_path):
     msg = str(err.value)
     for where in ("sources.0.pth", "chunker.method", "chunker.max_tokens", "runner.kind"):
         assert where in msg, msg
-    assert "remove it or fix its spelling" in msg
+    assert "did you mean 'path'?" in msg

@@ -32,7 +32,13 @@ ROWS = {
             {"from": "gpt", "value": "A2"},
         ],
     },
-    "alpaca": {"system": "Be brief.", "history": [["Q1", "A1"]], "instruction": "Q2", "input": "", "output": "A2"},
+    "alpaca": {
+        "system": "Be brief.",
+        "history": [["Q1", "A1"]],
+        "instruction": "Q2",
+        "input": "",
+        "output": "A2",
+    },
 }
 
 
@@ -111,8 +117,8 @@ def test_completion_format_and_template_override(formatter, tmp_path):
     assert [text[a:b] for a, b, _ in spans] == [f"A1{eos}", f"A2{eos}"]
     template = tmp_path / "t.jinja"
     template.write_text(
-        "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% if m['role'] == 'assistant' %}"
-        "{{ eos_token }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}"
+        "{% for m in messages %}{{ '[' + m['role'] + '] ' + m['content'] }}{% if m['role'] == 'assistant' %}"
+        "{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '[assistant] ' }}{% endif %}"
     )
     custom = ChatFormatter(chat_template=template)
     text, spans = custom.render_turns(conv.turns, "last")
@@ -145,3 +151,14 @@ def test_one_length_split_gets_a_card_and_the_manifest_comes_last(tmp_path, monk
     assert (tmp_path / "out" / "length_histogram.png").stat().st_size > 0
     assert load_manifest(tmp_path / "out").skipped[0].source == f"{path}:4"
     assert np.isfinite([s.tokens for s in result.manifest.shards]).all()
+
+
+def test_offline_hub_document_source_is_listed_and_the_build_goes_on(tmp_path, sample_corpus, monkeypatch):
+    from pipeline.stages.build import Source, ingest, skipped_inputs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sources = [Source(dataset="someone/some-corpus"), Source(path=str(sample_corpus / "nodejs-url.md"))]
+    batches = ingest(sources, tmp_path, docs_per_batch=4)
+    assert len(batches) == 1  # the local document is there
+    (skipped,) = skipped_inputs(tmp_path)
+    assert skipped["source"] == "someone/some-corpus" and "offline" in skipped["reason"]

@@ -1,0 +1,87 @@
+"""Run under torchrun (2 processes, gloo): Ulysses sequence parallel vs one process on one packed batch.
+
+Every rank computes the single-process reference itself (the whole pack, no collectives), then the
+sequence-parallel version (its token slice, attention across ranks). Rank 0 writes the comparison
+as JSON to argv[2]. Usage: torchrun --nproc-per-node 2 sp_check.py MODEL_DIR OUT.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def main(model_dir: str, out: str) -> None:
+    from trainer import parallel, sequence
+    from trainer.batch import collate
+    from trainer.config import TrainConfig
+    from trainer.distributed import init
+    from trainer.model import add_lora, load_base
+
+    world = init()
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        model=model_dir,
+        data="unused",
+        precision="fp32",
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        parallel={"sequence": 2},
+        stages=[{"max_length": 512, "steps": 1}],
+        tokens_per_step=512,
+    )
+    model, _ = load_base(cfg, world.device)
+    model = add_lora(model, cfg.lora, 10)
+    for p in model.parameters():  # non-zero LoRA B so every LoRA weight gets a gradient
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.02)
+    par = parallel.wrap(model, cfg, world, contextlib.nullcontext)
+    rng = np.random.default_rng(1)
+    samples = []
+    for n in (70, 133, 41):  # 244 tokens: the split falls inside the second sample
+        w = np.zeros(n, np.float32)
+        w[n // 2 :] = 1.0
+        samples.append((rng.integers(3, 900, n), w))
+
+    def masked(k):
+        return [(i, w if j == k else np.zeros_like(w)) for j, (i, w) in enumerate(samples)]
+
+    inner = par.module.module if hasattr(par.module, "module") else par.module
+    result = {"losses_single": [], "losses_sp": []}
+    with torch.no_grad():
+        for k in range(len(samples)):
+            b = collate(masked(k), "token", 1, float(samples[k][1][1:].sum()))
+            result["losses_single"].append(
+                float(inner(b.input_ids, b.position_ids, b.targets, b.target_weights))
+            )
+            part, cu = sequence.split(b, par.seq_rank, par.seq)
+            with sequence.sharded(par.seq_group, par.seq, cu):
+                mine = inner(part.input_ids, part.position_ids, part.targets, part.target_weights)
+            total = mine.detach().reshape(1).double()
+            dist.all_reduce(total)
+            result["losses_sp"].append(float(total))
+    # Gradients of the whole pack: single process vs the sum of the two ranks' sequence-parallel grads.
+    every = [w for _, w in samples]
+    batch = collate(samples, "sequence", 3, float(sum(w[1:].sum() for w in every)))
+    params = parallel.trainable(par)
+    model.zero_grad()
+    inner(batch.input_ids, batch.position_ids, batch.targets, batch.target_weights).backward()
+    single = torch.cat([p.grad.flatten() for p in params]).clone()
+    model.zero_grad()
+    parallel.forward_backward(par, batch, last=True)  # DDP sums the ranks' partial gradients
+    sp = torch.cat([p.grad.flatten() for p in params])
+    result["grad_max_abs_diff"] = float((single - sp).abs().max())
+    result["grad_max_abs"] = float(single.abs().max())
+    result["grad_params"] = len(params)
+    if world.main:
+        with open(out, "w") as f:
+            json.dump(result, f)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
