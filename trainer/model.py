@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -200,7 +201,9 @@ def save_adapter(model, path: Path, rope_state=None, base_rope=None, state_dict:
     ``state_dict``: the gathered trainable weights when the model's own are FSDP2 shards.
     """
     model.save_pretrained(str(path), safe_serialization=True, state_dict=state_dict)
-    if rope_state is not None and base_rope is not None:
+    if isinstance(rope_state, dict):  # a bare rope_parameters dict (older callers)
+        (Path(path) / ROPE_FILE).write_text(json.dumps(rope_state, indent=2))
+    elif rope_state is not None and base_rope is not None:
         rope_utils.save(Path(path), rope_state, base_rope)
 
 

@@ -13,11 +13,13 @@ stage gives the same result):
 
 ``max_position_embeddings`` never shrinks. A stage longer than the context in force and without any
 RoPE setting gets YaRN with the needed factor (logged), unless ``auto_rope`` is off (then an error).
-The chosen parameters are saved beside the adapter (``ROPE_FILE``) in this format::
+The chosen parameters are saved beside the adapter when they differ from the base model's:
+``ROPE_FILE`` holds the ``config.rope_parameters`` dict to set (the format readers already use), and
+``CONTEXT_FILE`` the ``config.max_position_embeddings`` to set with them (for llama3 it is not
+``original x factor``) plus the base values and where the setting came from::
 
-    {"rope_parameters": {...},              # config.rope_parameters to set before loading the adapter
-     "max_position_embeddings": 262144,     # config.max_position_embeddings to set
-     "base_rope_parameters": {...}, "base_max_position_embeddings": 131072, "source": "..."}
+    {"max_position_embeddings": 262144, "base_rope_parameters": {...},
+     "base_max_position_embeddings": 131072, "source": "..."}
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from trainer.config import RopeConfig
 
 log = logging.getLogger(__name__)
 ROPE_FILE = "lengthwise_rope.json"
+CONTEXT_FILE = "lengthwise_context.json"
 FACTOR_TYPES = ("linear", "yarn", "dynamic", "llama3")
 
 
@@ -139,28 +142,30 @@ def rebuild_rotary(model) -> None:
 
 
 def save(folder: Path, state: RopeState, base: RopeState) -> None:
-    """Write ``ROPE_FILE`` beside an adapter when its RoPE differs from the base model's."""
+    """Write ``ROPE_FILE`` and ``CONTEXT_FILE`` beside an adapter when its RoPE differs from the base's."""
     if state.params == base.params and state.max_positions == base.max_positions:
         return
-    doc = {
-        "rope_parameters": state.params,
+    context = {
         "max_position_embeddings": state.max_positions,
         "base_rope_parameters": base.params,
         "base_max_position_embeddings": base.max_positions,
         "source": state.source,
     }
-    (Path(folder) / ROPE_FILE).write_text(json.dumps(doc, indent=2))
+    (Path(folder) / ROPE_FILE).write_text(json.dumps(state.params, indent=2))
+    (Path(folder) / CONTEXT_FILE).write_text(json.dumps(context, indent=2))
 
 
 def load(folder: Path, base_config) -> RopeState | None:
-    """The RoPE state saved beside an adapter (also reads the older flat-dict format)."""
+    """The RoPE state saved beside an adapter (files without ``CONTEXT_FILE`` too)."""
     path = Path(folder) / ROPE_FILE
     if not path.exists():
         return None
-    doc = json.loads(path.read_text())
-    if "rope_parameters" in doc:
-        return RopeState(doc["rope_parameters"], int(doc["max_position_embeddings"]), doc.get("source", ""))
-    max_pos = base_config.max_position_embeddings  # older files: the parameters only
-    if doc.get("rope_type") not in (None, "default", "dynamic"):
-        max_pos = max(max_pos, int(doc["original_max_position_embeddings"] * doc.get("factor", 1.0)))
-    return RopeState(doc, max_pos, "older lengthwise_rope.json")
+    params = json.loads(path.read_text())
+    context = Path(folder) / CONTEXT_FILE
+    if context.exists():
+        doc = json.loads(context.read_text())
+        return RopeState(params, int(doc["max_position_embeddings"]), doc.get("source", ""))
+    max_pos = base_config.max_position_embeddings  # older adapters: the parameters only
+    if params.get("rope_type") not in (None, "default", "dynamic"):
+        max_pos = max(max_pos, int(params["original_max_position_embeddings"] * params.get("factor", 1.0)))
+    return RopeState(params, max_pos, "lengthwise_rope.json without context")
