@@ -16,6 +16,9 @@ class TaskType(enum.StrEnum):
     SUMMARY = "summary"
     MULTI_HOP = "multi_hop"
     EXTRACTION = "extraction"
+    DOC_SUMMARY = "doc_summary"  # the whole document, graded against its section summaries
+    MULTI_SEGMENT = "multi_segment"  # needs >= 3 segments spread over the context (IN2-style)
+    MULTI_DOC = "multi_doc"  # needs two documents; the answer cites them as [1], [2]
     PASSKEY = "passkey"
     NEEDLE_MULTIKEY = "needle_multikey"
     KV_RETRIEVAL = "kv_retrieval"
@@ -39,6 +42,7 @@ class Assembly(enum.StrEnum):
     WINDOW = "window"
     DISTRACTORS = "distractors"
     HAYSTACK = "haystack"
+    MULTI_DOCUMENT = "multi_document"
 
 
 class ContextSegment(Record):
@@ -117,9 +121,11 @@ class RejectReason(enum.StrEnum):
     REFUSAL = "refusal"
     EVIDENCE_NOT_FOUND = "evidence_not_found"
     ANSWER_NOT_SUPPORTED = "answer_not_supported"
+    ANSWER_CONTRADICTED = "answer_contradicted"
     CLOSED_BOOK_ANSWERABLE = "closed_book_answerable"
     NEAR_DUPLICATE = "near_duplicate"
     SINGLE_CHUNK_MULTI_HOP = "single_chunk_multi_hop"
+    MISSING_CITATION = "missing_citation"
     TOO_SHORT = "too_short"
     TOO_LONG = "too_long"
     TEACHER_ERROR = "teacher_error"

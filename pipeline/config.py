@@ -106,6 +106,7 @@ class TeacherConfig(StageConfig):
     max_retries: int = Field(4, ge=0)
     concurrency: int = Field(4, ge=1)
     batch_size: int = Field(8, ge=1, description="local: prompts generated together")
+    judge_model: str | None = Field(None, description="openai: model (same server) that verifies answers")
 
 
 class SynthConfig(StageConfig):
@@ -135,10 +136,28 @@ class SynthConfig(StageConfig):
     max_new_tokens: int = Field(256, ge=16)
     max_answer_tokens: int = Field(256, ge=8)
     min_support: float = Field(0.5, ge=0, le=1)
-    closed_book_check: bool = False
     dedup_threshold: float = Field(0.7, gt=0, le=1)
     depth_bins: int = Field(10, ge=1)
     seed: int = 0
+    # Quality gates and document-level tasks (issue 17). "auto": on for a served (openai) teacher, off for
+    # the small local stand-in, which cannot judge answers.
+    closed_book_check: bool | Literal["auto"] = Field(
+        "auto", description="drop what the teacher knows unread"
+    )
+    verify_answers: bool | Literal["auto"] = Field(
+        "auto",
+        description="a judge checks each answer against its evidence (answer_contradicted/_not_supported)",
+    )
+    dedup_embedder: str | None = Field(
+        "minilm", description="sentence embedder for near-duplicate questions (minilm: packaged; null: off)"
+    )
+    dedup_cosine: float = Field(0.93, gt=0, le=1)
+    doc_tasks: list[Literal["doc_summary", "multi_segment", "multi_doc"]] = Field(
+        default_factory=list, description="document-level tasks beside the per-chunk ones"
+    )
+    doc_tasks_per_doc: int = Field(
+        1, ge=0, description="multi-segment and multi-document questions per document"
+    )
 
 
 DEFAULT_BUCKETS = [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]

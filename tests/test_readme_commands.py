@@ -12,19 +12,20 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from pipeline.validate import load_manifest
+from tests.flows.test_kill_and_deploy import _free_port
 from tests.synthesis.fault_server import FaultServer
 from tests.trainer.conftest import make_tiny_model
 
@@ -56,6 +57,39 @@ def lw(*args, ok: bool = True, timeout: int = 600, env: dict | None = None) -> s
             f"lengthwise {' '.join(map(str, args))}\n{out.stdout}\n{out.stderr[-4000:]}"
         )
     return out
+
+
+@pytest.fixture(scope="module")
+def prefect_api():
+    """One real Prefect server that build, run and serve all attach to (PREFECT_API_URL), instead of
+    each command starting and migrating a temporary server of its own."""
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(480):
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, "prefect server exited"
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("prefect server did not start")
+        yield api
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +168,8 @@ def _train_yaml(work: Path) -> Path:
 def test_version_assets_and_usage_errors(work):
     assert lw("--version").stdout.startswith("lengthwise ")
     assert "assets ready" in lw("assets").stdout
+    lw("config-docs", "--out", work / "config.md")
+    assert (work / "config.md").read_text() == (REPO / "docs" / "config.md").read_text()
     for args, option in [
         (("chunk", work / "docs", "--max-tokens", "abc"), "--max-tokens"),
         (("eval", "--lengths", "512,1x"), "--lengths"),
@@ -250,12 +286,13 @@ def test_shard_our_qa_and_inspect(work):
     assert "task passkey" in lw("inspect", work / "shards").stdout
 
 
-@pytest.mark.parametrize("name", ["messages.jsonl", "sharegpt.jsonl", "alpaca.parquet", "longalign.jsonl"])
-def test_shard_each_chat_format(work, name):
-    out_dir = work / f"shards-{name.split('.')[0]}"
+def test_chat_files_of_every_format_shard_together_and_train(work):
+    """The README's two lines: one shard over chat files of all formats, then one train on it."""
+    names = ["messages.jsonl", "sharegpt.jsonl", "alpaca.parquet", "longalign.jsonl"]
+    out_dir = work / "shards-chat"
     out = lw(
         "shard",
-        work / "chat" / name,
+        *(work / "chat" / n for n in names),
         "--tokenizer",
         work / "tiny-llama",
         "--buckets",
@@ -264,29 +301,38 @@ def test_shard_each_chat_format(work, name):
         out_dir,
     )
     manifest = load_manifest(out_dir)
-    assert manifest.rows == (4 if name.startswith("longalign") else 6)
     assert manifest.tokenizer_fingerprint
-    if name != "alpaca.parquet" and name != "longalign.jsonl":  # the files with bad rows
+    assert manifest.rows == 6 + 6 + 6 + 4  # every good row of every format, none lost
+    for name in ("messages.jsonl", "sharegpt.jsonl"):  # the files with bad rows
         assert f"{name}:7: " in out.stdout  # file and line of the bad row, listed and skipped
         assert f"{name}:7`" in (out_dir / "README.md").read_text()
+    texts = _shard_texts(out_dir)
+    for marker in ("Can I modify it? 5", "Say hi 5", "Translate number 5", "What repeats? 3"):
+        assert any(marker in t for t in texts), marker  # each format's rows made it in
+    out = lw(
+        "train",
+        _train_yaml(work),
+        "--set",
+        f"data={out_dir}",
+        "--set",
+        f"output_dir={work / 'train-chat'}",
+    )
+    assert json.loads(out.stdout[out.stdout.index("{") :])["steps"] == 2
+    rows = [json.loads(line) for line in (work / "train-chat" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["lr"] == pytest.approx(1e-3)  # the rate step 1 used, not the next one
 
 
-def test_chat_shards_train_through_the_cli(work):
-    cfg = _train_yaml(work)
-    for fmt in ("messages", "sharegpt", "alpaca"):
-        out = lw(
-            "train",
-            cfg,
-            "--set",
-            f"data={work / f'shards-{fmt}'}",
-            "--set",
-            f"output_dir={work / f'train-{fmt}'}",
-        )
-        assert json.loads(out.stdout[out.stdout.index("{") :])["steps"] == 2
-        rows = [
-            json.loads(line) for line in (work / f"train-{fmt}" / "metrics.jsonl").read_text().splitlines()
-        ]
-        assert rows[0]["lr"] == pytest.approx(1e-3)  # the rate step 1 used, not the next one
+def _shard_texts(folder: Path) -> list[str]:
+    """Every row of a tokenized folder, decoded with the tiny model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder.parent / "tiny-llama")
+    texts = []
+    for shard in load_manifest(folder).shards:
+        with pa.ipc.open_stream(folder / shard.path) as reader:
+            table = reader.read_all()
+        texts += [tok.decode(ids) for ids in table.column("input_ids").to_pylist()]
+    return texts
 
 
 def _run_yaml(work: Path) -> Path:
@@ -331,18 +377,28 @@ def _run_yaml(work: Path) -> Path:
     return path
 
 
-def test_one_model_builds_trains_and_evaluates_and_refuses_foreign_shards(work):
+def test_one_model_builds_trains_and_evaluates_and_refuses_foreign_shards(work, prefect_api):
     cfg = _run_yaml(work)
-    lw("build", cfg)
+    server = _env(PREFECT_API_URL=prefect_api)
+    lw("build", cfg, env=server)
     shards = work / "run" / "build" / "shards"
     manifest = load_manifest(shards)
     assert manifest.tokenizer == str(work / "tiny-llama")  # named once, used by the shard stage
     assert {c.name for c in manifest.task_counts} == {"passkey", "chat"}
-    summary = json.loads(lw("run", cfg).stdout)
+    summary = json.loads(lw("run", cfg, env=server).stdout)
     assert Path(summary["report"]).exists() and Path(summary["adapter"]).exists()
     # The README's eval line, with the run's config for the rest.
     lw("eval", "--config", cfg, "--adapter", summary["adapter"], "--lengths", "256", "--out", work / "eval2")
     assert (work / "eval2" / "report.md").exists()
+    # The README's export lines: the run's model out, loaded by plain transformers; shards as Parquet.
+    lw("export", work / "run" / "train", "--merge", "--out", work / "model")
+    load = f"from transformers import AutoModelForCausalLM; AutoModelForCausalLM.from_pretrained({str(work / 'model')!r})"
+    loaded = subprocess.run(
+        [sys.executable, "-c", load], capture_output=True, text=True, env=_env(), timeout=600
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert "rows" in lw("export-shards", shards, "--out", work / "hf").stdout
+    assert list((work / "hf").rglob("*.parquet"))
     # The same config on shards tokenized with SmolLM2 stops before training, naming both tokenizers.
     lw("shard", work / "chat" / "sharegpt.jsonl", "--buckets", "256", "--out", work / "shards-smollm2")
     out = lw(
@@ -361,11 +417,10 @@ def test_one_model_builds_trains_and_evaluates_and_refuses_foreign_shards(work):
     assert not (work / "never").exists()
 
 
-def test_serve_registers_the_deployment_and_stops(work):
-    env = _env()
+def test_serve_registers_the_deployment_and_stops(work, prefect_api):
     proc = subprocess.Popen(
         [LW, "serve", work / "run.yaml", "--cron", "0 3 * * *", "--name", "readme"],
-        env=env,
+        env=_env(PREFECT_API_URL=prefect_api),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -380,10 +435,9 @@ def test_serve_registers_the_deployment_and_stops(work):
             seen.append(line)
             if "build-dataset/readme" in line or "being served" in line:
                 break
-        db = Path(env["PREFECT_HOME"]) / "prefect.db"
-        with sqlite3.connect(db) as con:
-            names = [r[0] for r in con.execute("select name from deployment")]
-        assert "readme" in names, "".join(seen)[-3000:]
+        got = httpx.get(f"{prefect_api}/deployments/name/build-dataset/readme", timeout=10)
+        assert got.status_code == 200, "".join(seen)[-3000:]
+        assert got.json()["schedules"][0]["schedule"]["cron"] == "0 3 * * *"
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -23,7 +23,13 @@ def synth_cmd(
     teacher_free_per_length: int = typer.Option(2, min=0, help="Teacher-free records per (task, length)."),
     student: str = typer.Option(None, help="Student tokenizer/model (lengths are measured with it)."),
     evidence_mode: str = typer.Option("auto", help="auto | teacher | anchored"),
-    closed_book: bool = typer.Option(False, help="Drop questions the teacher answers without the document."),
+    closed_book: str = typer.Option(
+        "auto", help="on/off/auto: drop questions the teacher answers without the document (auto: openai)."
+    ),
+    verify: str = typer.Option("auto", help="on/off/auto: a judge checks answers against the evidence."),
+    judge_model: str = typer.Option(
+        None, help="openai: judge model on the same server (default: the teacher)."
+    ),
     concurrency: int = typer.Option(4, min=1, help="openai: requests in flight."),
     timeout: float = typer.Option(120.0, min=0.001, help="openai: seconds per request."),
     batch_size: int = typer.Option(8, min=1, help="Requests per batch (local: generated together)."),
@@ -72,7 +78,8 @@ def synth_cmd(
         teacher_free_per_length=teacher_free_per_length,
         student_tokenizer=student,
         evidence_mode=evidence_mode,
-        closed_book_check=closed_book,
+        closed_book_check=_switch(closed_book),
+        verify_answers=_switch(verify),
         seed=seed,
     )
     tcfg = make(
@@ -85,6 +92,7 @@ def synth_cmd(
         concurrency=concurrency,
         timeout_s=timeout,
         batch_size=batch_size,
+        judge_model=judge_model,
     )
     if not cfg.target_lengths:
         raise ConfigError(["--target-lengths needs at least one length"], "synth")
@@ -101,3 +109,8 @@ def synth_cmd(
 def register(app: typer.Typer) -> None:
     """Add ``synth`` to ``app``."""
     app.command("synth")(synth_cmd)
+
+
+def _switch(value: str) -> bool | str:
+    """``on``/``off``/``auto`` (also true/false) as a config value; anything else fails validation."""
+    return {"on": True, "true": True, "off": False, "false": False}.get(value.lower(), value)

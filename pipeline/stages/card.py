@@ -64,8 +64,22 @@ def _split_line(manifest: BuildManifest) -> str:
     return "All records are in this build (no held-out split; set `heldout_fraction` to make one)."
 
 
-def write_card(out: Path, manifest: BuildManifest) -> Path:
-    """Write ``README.md`` and the histogram PNG next to the shards."""
+def _synthesis_rejects(dropped: dict[str, int]) -> list[str]:
+    return [
+        "## Rejected during synthesis",
+        "",
+        "| reason | candidates |",
+        "|---|---|",
+        *[f"| {name} | {n} |" for name, n in sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "",
+    ]
+
+
+def write_card(out: Path, manifest: BuildManifest, upstream_dropped: dict[str, int] | None = None) -> Path:
+    """Write ``README.md`` and the histogram PNG next to the shards.
+
+    ``upstream_dropped``: what synthesis rejected, by reason (shown so a reader sees what the gates caught).
+    """
     lengths, depths = _columns(out, manifest)
     plot_histogram(lengths, manifest.bucket_edges, out / HISTOGRAM)
     filled = [b for b in manifest.buckets if b.rows]
@@ -118,6 +132,7 @@ def write_card(out: Path, manifest: BuildManifest) -> Path:
         "",
         *([f"- {c.name}: {c.count}" for c in manifest.dropped] or ["- none"]),
         "",
+        *(_synthesis_rejects(upstream_dropped) if upstream_dropped else []),
         "## Skipped inputs",
         "",
         *([f"- `{s.source}`: {s.reason}" for s in manifest.skipped] or ["- none"]),

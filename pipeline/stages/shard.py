@@ -326,9 +326,23 @@ def _build_split(
     from pipeline.stages.card import write_card
 
     # The card first: the manifest marks the build as complete, so a crash here leaves no "done" build.
-    write_card(out, manifest)
+    write_card(out, manifest, upstream_dropped=_upstream_dropped(inputs.qa_dirs))
     save_manifest(out, manifest)
     return ShardResult(out, manifest, over_length=sum(dropped.values()))
+
+
+def _upstream_dropped(qa_dirs: Sequence[str | Path]) -> Counter:
+    """What synthesis rejected, by reason, summed over the input folders' manifests (for the card)."""
+    total: Counter = Counter()
+    for d in qa_dirs:
+        root = Path(d)
+        for m in (
+            [root / "manifest.json"] if (root / "manifest.json").exists() else root.glob("*/manifest.json")
+        ):
+            upstream = load_manifest(m.parent)
+            if upstream.kind == "qa":
+                total.update({c.name: c.count for c in upstream.dropped})
+    return total
 
 
 def _tokenized(

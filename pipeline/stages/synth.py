@@ -22,7 +22,7 @@ from pipeline.config import SynthConfig, TeacherConfig
 from pipeline.stages.load import iter_dataset
 from pipeline.stages.shards import ShardWriter, counts, write_manifest
 from pipeline.synthesis.cache import CachedTeacher, ResponseCache
-from pipeline.synthesis.factory import build_teacher
+from pipeline.synthesis.factory import build_dedup_embedder, build_judge, build_teacher
 from pipeline.synthesis.selfinstruct import SelfInstructSynthesizer
 from pipeline.synthesis.teacher_free import TeacherFreeGenerator
 
@@ -36,12 +36,20 @@ class DryRunEstimate:
     prompt_tokens: int
     max_completion_tokens: int
     teacher_free_records: int
+    verify_calls: int = 0
+    closed_book_calls: int = 0
 
     def line(self) -> str:
         """One-line summary."""
+        checks = ""
+        if self.verify_calls or self.closed_book_calls:
+            checks = (
+                f" + up to {self.verify_calls} verification and {self.closed_book_calls} closed-book calls "
+                "(one per answer that passes the other gates)"
+            )
         return (
-            f"dry run: {self.calls} teacher calls ({self.cached} already cached), ~{self.prompt_tokens} prompt "
-            f"tokens, at most {self.max_completion_tokens} completion tokens (plus retries/repairs); "
+            f"dry run: {self.calls} teacher calls ({self.cached} already cached){checks}, ~{self.prompt_tokens} "
+            f"prompt tokens, at most {self.max_completion_tokens} completion tokens (plus retries/repairs); "
             f"{self.teacher_free_records} teacher-free records"
         )
 
@@ -97,15 +105,22 @@ def synthesize_corpus(
     docs, chunks = load_corpus(chunk_dirs)
     fmt = ChatFormatter(cfg.student_tokenizer)
     teacher = build_teacher(teacher_cfg)
-    cached = None
+    cached = judge = None
     if teacher is not None:
-        cached = CachedTeacher(teacher, ResponseCache(cache_path or cache_dir() / "teacher-cache.sqlite"))
-    synth = SelfInstructSynthesizer(docs, chunks, fmt, cached, cfg) if cached else None
+        # A dry run reads the cache (to count hits) but never creates or writes it.
+        store = ResponseCache(cache_path or cache_dir() / "teacher-cache.sqlite", readonly=dry_run)
+        cached = CachedTeacher(teacher, store)
+        judge_teacher = build_judge(teacher_cfg)
+        judge = CachedTeacher(judge_teacher, store) if judge_teacher is not None else None
+    synth = None
+    if cached is not None:
+        embedder = None if dry_run else build_dedup_embedder(cfg.dedup_embedder)
+        synth = SelfInstructSynthesizer(docs, chunks, fmt, cached, cfg, judge=judge, embedder=embedder)
     candidates = synth.plan() if synth else []
     tf_tasks = [TaskType(t) for t in cfg.teacher_free_tasks] if cfg.teacher_free_per_length else []
     n_tf = len(tf_tasks) * len(cfg.target_lengths) * cfg.teacher_free_per_length
     if dry_run:
-        return SynthResult(out, None, estimate=_estimate(candidates, cached, fmt, n_tf))
+        return SynthResult(out, None, estimate=_estimate(candidates, synth, cached, fmt, n_tf))
     cfg_hash = content_hash(cfg.model_dump(mode="json"), teacher_cfg.model_dump(mode="json"), fmt.spec)
     qa_writer = ShardWriter(
         out, "qa", QARecord, cfg_hash, rows_per_shard=2000, length_of=lambda r: r.n_tokens
@@ -127,7 +142,8 @@ def synthesize_corpus(
             else:
                 rej_writer.add(outcome)
                 result.rejected[outcome.reason.value] += 1
-        result.calls, result.cache_hits = cached.calls, cached.hits
+        result.calls = cached.calls + (judge.calls if judge else 0)
+        result.cache_hits = cached.hits + (judge.hits if judge else 0)
     shards = qa_writer.close() + rej_writer.close()
     result.manifest = write_manifest(
         out,
@@ -144,13 +160,22 @@ def synthesize_corpus(
     return result
 
 
-def _estimate(candidates, cached: CachedTeacher | None, fmt: ChatFormatter, n_tf: int) -> DryRunEstimate:
+def _estimate(
+    candidates, synth, cached: CachedTeacher | None, fmt: ChatFormatter, n_tf: int
+) -> DryRunEstimate:
     prompt = sum(fmt.count("\n".join(c for _, c in cand.request.messages)) for cand in candidates)
     hits = sum(cached.cached(c.request) for c in candidates) if cached else 0
+    # a whole-document summary is one call per chunk plus the reduce
+    map_calls = sum(len(c.chunks) for c in candidates if c.task.value == "doc_summary")
+    n_verify = len(candidates) if synth is not None and synth.verifying else 0
+    n_closed = len(candidates) if synth is not None and synth.closed_book else 0
     return DryRunEstimate(
-        calls=len(candidates) - hits,
+        calls=len(candidates) - hits + map_calls,
         cached=hits,
-        prompt_tokens=prompt,
-        max_completion_tokens=sum(c.request.max_tokens for c in candidates),
+        # a verification prompt holds the evidence and the QA (~300 tokens); a closed-book one the question
+        prompt_tokens=prompt + 300 * n_verify + 40 * n_closed,
+        max_completion_tokens=sum(c.request.max_tokens for c in candidates) + 128 * n_verify + 96 * n_closed,
         teacher_free_records=n_tf,
+        verify_calls=n_verify,
+        closed_book_calls=n_closed,
     )

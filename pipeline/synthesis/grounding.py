@@ -21,6 +21,17 @@ _REFUSAL = re.compile(
     r"stated|specified) in the|no information|cannot be determined|unable to (?:answer|determine))\b",
     re.I,
 )
+# Soft refusals name the topic and sound like answers: "The text does not specify which ...".
+_SOFT_REFUSAL = re.compile(
+    r"\b(?:the|this|that|these|provided|given)\s+(?:\w+\s+)?(?:text|document|excerpt|passage|context|source|"
+    r"section|article|evidence)s?\s+(?:does|do|did)\s*(?:not|n't)\s+(?:\w+\s+)?(?:specify|say|mention|state|"
+    r"provide|contain|describe|include|indicate|give|explain|discuss|address|define|list|detail)\b"
+    r"|\b(?:is|are)\s+not\s+(?:explicitly\s+|clearly\s+)?(?:specified|mentioned|stated|given|provided|"
+    r"described|indicated|defined)(?:\s+(?:in|by)\s+the\s+\w+|\s*[.!]?\s*$)"
+    r"|\bthere\s+is\s+no\s+(?:mention|information|indication|detail)\b"
+    r"|^\s*(?:unknown|not specified|n/?a|none given)\s*\.?\s*$",
+    re.I,
+)
 
 
 def normalize_with_map(text: str) -> tuple[str, list[int]]:
@@ -56,22 +67,36 @@ def locate(
 ) -> tuple[int, int] | None:
     """Character span of ``quote`` in ``source`` under normalised matching, or ``None``.
 
-    Quotes with an ellipsis must match piecewise in order; the span covers all pieces.
+    Quotes with an ellipsis must match piece by piece, in order, every piece (none is dropped for
+    being short), close together: the span covers all pieces and may be at most twice the quote's
+    length plus 300 characters, so "The ... end" cannot claim a whole chapter.
     """
     ns, idx = norm_source or normalize_with_map(source)
     pieces = [normalize(p).strip(" .\"'") for p in re.split(r"\.\.\.|\u2026", quote)]
-    pieces = [p for p in pieces if len(p) >= 8] or [normalize(quote).strip()]
-    pos, first = 0, None
-    end = 0
-    for piece in pieces:
-        if not piece:
-            return None
-        k = ns.find(piece, pos)
-        if k < 0:
-            return None
-        first = k if first is None else first
-        pos = end = k + len(piece)
-    return idx[first], idx[end - 1] + 1
+    pieces = [p for p in pieces if p]
+    if not pieces:
+        return None
+    if len(pieces) > 1 and any(len(p) < 3 for p in pieces):
+        return None
+    limit = 2 * len(normalize(quote)) + 300
+    best: tuple[int, int] | None = None
+    k = ns.find(pieces[0])
+    while k >= 0:  # the tightest match: the first piece may also occur earlier, far from the rest
+        pos, end = k + len(pieces[0]), k + len(pieces[0])
+        for piece in pieces[1:]:
+            j = ns.find(piece, pos)
+            if j < 0:
+                end = -1
+                break
+            pos = end = j + len(piece)
+        if end < 0:
+            break
+        if end - k <= limit and (best is None or end - k < best[1] - best[0]):
+            best = (k, end)
+        k = ns.find(pieces[0], k + 1)
+    if best is None:
+        return None
+    return idx[best[0]], idx[best[1] - 1] + 1
 
 
 def content_words(text: str) -> list[str]:
@@ -91,8 +116,8 @@ def support(answer: str, evidence: str) -> float:
 
 
 def is_refusal(answer: str) -> bool:
-    """Whether an answer is a refusal or a failure message rather than an answer."""
-    return bool(_REFUSAL.search(answer))
+    """Whether an answer is a refusal, a soft refusal or a failure message rather than an answer."""
+    return bool(_REFUSAL.search(answer) or _SOFT_REFUSAL.search(answer))
 
 
 def token_f1(pred: str, gold: str) -> float:

@@ -57,9 +57,10 @@ def _lenient(text: str) -> TeacherQA | None:
             continue
         if key == "evidence":
             items = re.findall(r'"((?:[^"\\]|\\.)*)"', raw) if raw.startswith("[") else [raw.strip('"')]
-            values[key] = [i for i in items if i.strip()]
+            values[key] = [_unescape(i) for i in items if i.strip()]
         else:
-            values[key] = [raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw.strip('"')]
+            inner = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] == '"' else raw.strip('"')
+            values[key] = [_unescape(inner)]
     if not all(values.get(k) for k in ("question", "answer")):
         return _labelled(text)
     try:
@@ -68,6 +69,22 @@ def _lenient(text: str) -> TeacherQA | None:
         )
     except ValidationError:
         return None
+
+
+_ESCAPE = re.compile(r'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})')
+_SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescape(value: str) -> str:
+    """JSON string escapes (backslash-quote, -n, -u00e9 ...) decoded; anything else left as written."""
+
+    def one(m: re.Match) -> str:
+        esc = m.group(1)
+        if esc.startswith("u"):
+            return chr(int(esc[1:], 16))
+        return _SIMPLE.get(esc, esc)
+
+    return _ESCAPE.sub(one, value)
 
 
 _LABELLED = re.compile(

@@ -207,11 +207,17 @@ class TeacherFreeGenerator:
             pos += len(part.text)
         start, body = len(spec.intro + _SEP), cut
         depths = self._needle_depths(spec, depth, rng)
-        # Insert from the deepest needle up, so earlier insertion points stay valid.
-        for i in sorted(range(len(spec.needles)), key=lambda k: (-depths[k], -k)):
-            at = _snap_to_sentence(ctx.text, start + int(depths[i] * body), start)
+        # Insert from the shallowest needle down, each snapped to a sentence start no earlier than
+        # the end of the needle before it: a chain's links can never swap order (VAR B = VAR A
+        # always after VAR A), whatever the snapping does.
+        floor, shift = start, 0
+        for i in sorted(range(len(spec.needles)), key=lambda k: (depths[k], k)):
+            at = max(floor, _snap_to_sentence(ctx.text, start + shift + int(depths[i] * body), floor))
             pad = " " if at > start and not ctx.text[at - 1].isspace() else ""
-            ctx.insert(at, pad + spec.needles[i] + " ", evidence=i not in spec.distractors)
+            needle = pad + spec.needles[i] + " "
+            ctx.insert(at, needle, evidence=i not in spec.distractors)
+            shift += len(needle)
+            floor = at + len(needle) if spec.ordered else start
         return ctx
 
     @staticmethod

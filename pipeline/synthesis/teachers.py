@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -39,11 +40,15 @@ class ChatRequest:
     sample: int = 0
     frequency_penalty: float = 0.0  # OpenAI semantics; local generation uses repetition_penalty = 1 + this
 
-    def key(self, backend: str, model: str) -> str:
-        """Content address of this request for ``backend``/``model`` (the response cache key)."""
+    def key(self, backend: str, model: str, server: str = "") -> str:
+        """Content address of this request for ``backend``/``model`` at ``server`` (the cache key).
+
+        The server is part of the key: two servers serving one model name are two teachers.
+        """
         return content_hash(
             backend,
             model,
+            server,
             self.messages,
             self.max_tokens,
             self.temperature,
@@ -79,11 +84,38 @@ class TeacherAuthError(TeacherError):
     """Credentials were refused: stop the run instead of rejecting every record."""
 
 
+class TeacherUnreachableError(TeacherError):
+    """The server could not be reached after every retry: the batch fails (it is not a reject).
+
+    Raised rather than returned so an outage never turns into cached per-record rejects; a rerun
+    once the server is back resumes where the run stopped.
+    """
+
+
+_SECRET = re.compile(
+    r"(?i)(authorization\s*[:=]\s*\"?)(?:bearer\s+)?[^\s\",}]+|\bbearer\s+[A-Za-z0-9._~+/=-]+|\bsk-[A-Za-z0-9_-]{6,}"
+)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` with API keys and Authorization header values replaced by ``[REDACTED]``.
+
+    Servers echo request headers in error bodies; nothing derived from a reply is stored or
+    logged without passing through here.
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[REDACTED]")
+    return _SECRET.sub(lambda m: (m.group(1) or "") + "[REDACTED]", text)
+
+
 class Teacher(Protocol):
     """A teacher answers a batch of requests, one result per request, in order."""
 
     backend: str
     model: str
+    # Optional: ``server`` (part of the cache key), ``concurrency`` (requests worth keeping in
+    # flight at once) and ``max_batch`` (requests worth sending in one ``complete`` call).
 
     def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResponse | TeacherError]:
         """Complete every request; failures come back as :class:`TeacherError` values."""
@@ -119,12 +151,13 @@ class OpenAICompatTeacher:
     ):
         import httpx
 
-        self.base_url = base_url.rstrip("/")
+        self.base_url = self.server = base_url.rstrip("/")
         self.model = model
         self.max_retries, self.concurrency = max_retries, concurrency
+        self.max_batch = 1  # one request per call: the caller keeps ``concurrency`` calls in flight
         self.backoff, self.max_backoff = backoff, max_backoff
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(api_key_env)
+        key = self._key = os.environ.get(api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         self._client = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout))
@@ -159,11 +192,13 @@ class OpenAICompatTeacher:
             delay = None
             try:
                 resp = self._client.post("/chat/completions", json=self._payload(req))
+            except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+                last = TeacherUnreachableError(f"cannot reach {self.base_url}: {exc}", transient=True)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 last = TeacherError(f"{type(exc).__name__}: {exc}", transient=True)
             else:
                 if resp.status_code == 200:
-                    parsed = _parse_completion(resp)
+                    parsed = _parse_completion(resp, self._key)
                     if not isinstance(parsed, TeacherError):
                         return parsed
                     last = parsed
@@ -179,7 +214,9 @@ class OpenAICompatTeacher:
                 else:
                     transient = resp.status_code == 429 or resp.status_code >= 500
                     last = TeacherError(
-                        f"HTTP {resp.status_code}: {resp.text[:200]}", resp.status_code, transient
+                        f"HTTP {resp.status_code}: {redact(resp.text[:300], self._key)[:200]}",
+                        resp.status_code,
+                        transient,
                     )
                     delay = _retry_after(resp)
             if not last.transient or attempt == self.max_retries:
@@ -188,6 +225,8 @@ class OpenAICompatTeacher:
             log.debug("teacher retry %d after %.2fs: %s", attempt + 1, wait, last)
             time.sleep(wait * (1 + 0.25 * random.random()))
         assert last is not None
+        if isinstance(last, TeacherUnreachableError):
+            raise last
         return last
 
 
@@ -199,7 +238,7 @@ def _retry_after(resp) -> float | None:
         return None
 
 
-def _parse_completion(resp) -> ChatResponse | TeacherError:
+def _parse_completion(resp, key: str | None = None) -> ChatResponse | TeacherError:
     """A 200 response that is not a well-formed completion is a transient failure, not an answer."""
     try:
         data = resp.json()
@@ -215,7 +254,8 @@ def _parse_completion(resp) -> ChatResponse | TeacherError:
             completion_tokens=int(usage.get("completion_tokens") or 0),
         )
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        return TeacherError(f"malformed completion body: {exc}: {resp.text[:200]}", 200, transient=True)
+        body = redact(resp.text[:300], key)[:200]
+        return TeacherError(f"malformed completion body: {exc}: {body}", 200, transient=True)
 
 
 class LocalTransformersTeacher:
@@ -241,8 +281,10 @@ class LocalTransformersTeacher:
         from pipeline import assets
 
         self.path = assets.resolve_model(model)
+        self.server = str(self.path)
         self.model = str(model or assets.SMOLLM2)
-        self.batch_size = batch_size
+        self.batch_size = self.max_batch = batch_size
+        self.concurrency = 1  # one generate() at a time: it uses every core
         self.device = device
         self.trust_remote_code = trust_remote_code
         self._lm = None

@@ -17,6 +17,11 @@ def completion(content: str, finish: str = "stop") -> dict:
     }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many clients at once (the default backlog of 5 drops connections)
+
+
 class FaultServer:
     """Each POST takes the next step of ``script``; after the script, ``default`` answers.
 
@@ -26,6 +31,7 @@ class FaultServer:
     def __init__(self, script: list[dict], default: dict | None = None):
         self.script, self.default = list(script), default
         self.requests: list[dict] = []
+        self.respond = None  # optional: body -> step, used once the script is done and there is no default
         self._lock = threading.Lock()
         server = self
 
@@ -38,6 +44,8 @@ class FaultServer:
                 with server._lock:
                     server.requests.append({"body": body, "auth": self.headers.get("Authorization")})
                     step = server.script.pop(0) if server.script else server.default
+                if step is None and server.respond is not None:
+                    step = server.respond(body)
                 if step is None:
                     step = {"status": 500, "body": "script exhausted"}
                 time.sleep(step.get("sleep", 0))
@@ -54,7 +62,7 @@ class FaultServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

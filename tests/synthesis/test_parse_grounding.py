@@ -66,3 +66,35 @@ def test_near_duplicates():
 def test_labelled_plain_text_fallback():
     qa = parse_reply("Question: What does the library lend?\nAnswer: Up to five books.\n\nSomething else")
     assert qa.question == "What does the library lend?" and qa.answer == "Up to five books."
+
+
+def test_near_duplicates_by_embedding_with_packaged_minilm():
+    from pipeline.synthesis.factory import build_dedup_embedder
+
+    f = NearDuplicateFilter(threshold=0.7, embedder=build_dedup_embedder("minilm"), cosine=0.93)
+    assert not f.seen("What does the Apache License grant to each contributor?")
+    assert f.match("What does the Apache License give to every contributor?").startswith("embedding cosine")
+    assert not f.seen("What does the Apache License require of contributors?")
+    assert not f.seen("How do Python classes define private variables?")
+
+
+def test_json_escapes_in_almost_json_are_decoded():
+    qa = parse_reply(
+        '{"question": "Why "now"?", "answer": "It says \\"soon\\" and\\nlater", "evidence": ["a \\"b\\" c"]}'
+    )
+    assert (
+        qa.answer == 'It says "soon" and\nlater'
+        and qa.evidence == ['a "b" c']
+        and qa.question == 'Why "now"?'
+    )
+
+
+def test_soft_refusals_and_ellipsis_quotes():
+    assert grounding.is_refusal("The text does not specify which port the server uses.")
+    assert grounding.is_refusal("The version is not mentioned in the document.")
+    assert not grounding.is_refusal("If the port is not specified, port 80 is used.")
+    source = (
+        "The licensor grants a perpetual license. Unrelated words follow here. The end of the grant is near."
+    )
+    assert grounding.locate("The licensor grants ... the grant is near", source) is not None
+    assert grounding.locate("The licensor grants ... the budget was approved", source) is None

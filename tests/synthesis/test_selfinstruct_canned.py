@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 
 from data_contracts import QARecord, RejectedRecord, RejectReason, TaskType
@@ -19,10 +20,12 @@ class ScriptedTeacher:
 
     def __init__(self, reply):
         self.reply, self.calls = reply, 0
+        self._lock = threading.Lock()
 
     def complete(self, requests):
-        self.calls += len(requests)
-        return [self.reply(r) for r in requests]
+        with self._lock:  # called from the dispatcher's threads
+            self.calls += len(requests)
+            return [self.reply(r) for r in requests]
 
 
 def _excerpt(req) -> str:
@@ -73,31 +76,37 @@ def test_grounded_replies_become_records_with_evidence_in_context(small_chunks, 
 
 def test_every_gate_rejects_with_its_reason(small_chunks, formatter):
     docs, chunks = load_corpus([small_chunks])
-    replies = iter(
+    scripts = [
+        [TeacherError("HTTP 400: bad", 400)],
+        [ChatResponse("not json at all", "stop"), ChatResponse("still not json", "stop")],  # then its repair
         [
-            # first pass, in plan order
-            TeacherError("HTTP 400: bad", 400),
-            ChatResponse("not json at all", "stop"),
             ChatResponse(
                 '{"evidence": ["this sentence is nowhere in the text"], "question": "Why is that so?", "answer": "x"}',
                 "stop",
-            ),
+            )
+        ],
+        [
             ChatResponse(
                 '{"evidence": ["x"], "question": "Is it so?", "answer": "I\'m sorry, I cannot answer."}',
                 "stop",
-            ),
-            ChatResponse('{"evidence": ["x"], "question": "Is it so?", "answer": ""}', "stop"),
+            )
+        ],
+        [ChatResponse('{"evidence": ["x"], "question": "Is it so?", "answer": ""}', "stop")],
+        # cut twice (the retry has twice the budget): truncated, even though the second one parses
+        [
             ChatResponse('{"evidence": ["truncated', "length"),
-            # second pass: the repair of reply 2, the bigger-budget retry of reply 6
-            ChatResponse("still not json", "stop"),
-            ChatResponse('{"evidence": ["still truncated', "length"),
-        ]
-    )
+            ChatResponse(
+                '{"evidence": ["a b c d e f g h"], "question": "What does it say?", "answer": "This does not"}',
+                "length",
+            ),
+        ],
+    ]
     cfg = SynthConfig(tasks=["general"], questions_per_doc=2, target_lengths=[2048], evidence_mode="teacher")
-    teacher = ScriptedTeacher(lambda r: next(replies))
-    synth = SelfInstructSynthesizer(docs, chunks, formatter, teacher, cfg)
+    synth = SelfInstructSynthesizer(docs, chunks, formatter, None, cfg)
     plan = synth.plan()[:6]
-    out = list(synth.run(plan, batch_size=6))
+    by_prompt = {c.request.messages[1][1]: iter(script) for c, script in zip(plan, scripts, strict=True)}
+    synth.teacher = synth.judge = ScriptedTeacher(lambda r: next(by_prompt[r.messages[1][1]]))
+    out = list(synth.run(plan))
     reasons = [o.reason for o in out if isinstance(o, RejectedRecord)]
     assert reasons == [
         RejectReason.TEACHER_ERROR,

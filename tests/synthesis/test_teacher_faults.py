@@ -13,6 +13,7 @@ from pipeline.synthesis.teachers import (
     OpenAICompatTeacher,
     TeacherAuthError,
     TeacherError,
+    TeacherUnreachableError,
 )
 from tests.synthesis.fault_server import FaultServer, completion
 
@@ -95,8 +96,53 @@ def test_cache_pays_each_request_once(tmp_path):
     assert len(ResponseCache(tmp_path / "c.sqlite")) == 3
 
 
-def test_errors_are_not_cached(tmp_path):
+def test_errors_are_remembered_with_a_retry_policy(tmp_path):
+    """A refused request is not asked again on a rerun; a passing failure is, a bounded number of times."""
     with FaultServer([{"status": 400, "body": "bad"}], default={"body": completion("ok")}) as srv:
         t = CachedTeacher(teacher(srv.url), ResponseCache(tmp_path / "c.sqlite"))
         assert isinstance(t.complete([REQ])[0], TeacherError)
-        assert t.complete([REQ])[0].text == "ok"
+        rerun = CachedTeacher(teacher(srv.url), ResponseCache(tmp_path / "c.sqlite"))
+        again = rerun.complete([REQ])[0]
+        assert isinstance(again, TeacherError) and again.status == 400 and rerun.calls == 0
+        assert len(srv.requests) == 1
+    with FaultServer([], default={"status": 503, "body": "down"}) as srv:
+        for _ in range(3):
+            CachedTeacher(teacher(srv.url, max_retries=0), ResponseCache(tmp_path / "d.sqlite"), 2).complete(
+                [REQ]
+            )
+        assert len(srv.requests) == 2  # two runs asked, the third remembered
+
+
+def test_cache_key_includes_the_server_and_identical_requests_go_once(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    with (
+        FaultServer([], default={"body": completion("from A")}) as a,
+        FaultServer([], default={"body": completion("from B")}) as b,
+    ):
+        assert CachedTeacher(teacher(a.url), cache).complete([REQ, REQ])[0].text == "from A"
+        assert CachedTeacher(teacher(b.url), cache).complete([REQ])[0].text == "from B"
+        assert len(a.requests) == 1 and len(b.requests) == 1
+
+
+def test_secrets_are_redacted_from_errors(monkeypatch):
+    monkeypatch.setenv("LW_TEST_KEY", "sk-verysecret123")
+    echo = {
+        "status": 500,
+        "body": '{"error": "boom", "headers": {"Authorization": "Bearer sk-verysecret123"}}',
+    }
+    with FaultServer([], default=echo) as srv:
+        out = teacher(srv.url, api_key_env="LW_TEST_KEY", max_retries=0).complete([REQ])[0]
+    assert isinstance(out, TeacherError) and "sk-verysecret123" not in str(out) and "REDACTED" in str(out)
+
+
+def test_unreachable_server_raises_instead_of_rejecting():
+    with FaultServer([]) as srv:
+        url = srv.url
+    with pytest.raises(TeacherUnreachableError):
+        teacher(url, max_retries=1).complete([REQ])
+
+
+def test_dry_run_cache_is_read_only(tmp_path):
+    path = tmp_path / "never.sqlite"
+    store = ResponseCache(path, readonly=True)
+    assert store.get("k") is None and len(store) == 0 and not path.exists()
