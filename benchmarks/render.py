@@ -46,30 +46,52 @@ def shards() -> list[str]:
 
 def trainer() -> list[str]:
     data = json.loads((RESULTS / "trainer_cpu.json").read_text())
-    t = data["throughput_2048"]
-    lines = [
-        f"Packed vs padded ({t['samples']} samples, {t['real_tokens']} real tokens, small random Llama with "
-        "SmolLM2's vocabulary + LoRA, forward+backward+step):",
-        "",
-        "| layout | wall s | real tokens/s |",
-        "|---|---|---|",
-        f"| isolation-packed 2048-token packs | {t['packed']['wall_s']} | {t['packed']['real_tokens_per_s']} |",
-        f"| padded to longest, batch 4 | {t['padded']['wall_s']} | {t['padded']['real_tokens_per_s']} |",
-        f"| **speedup** | | **{t['speedup']}x** |",
-        "",
+    lines = [f"Machine: {data.get('machine', '2 CPUs, no GPU')}, {data['date']}.", ""]
+    t = data.get("throughput_2048")
+    if t and "padded_random" in t:
+        lines += [
+            f"Packed vs padded ({t['samples']} samples, {t['real_tokens']} real tokens, small random Llama "
+            "with SmolLM2's vocabulary + LoRA, forward+backward+step; every layout uses the same chunked, "
+            f"answer-only loss; {t['timing']} of {t['rounds']} interleaved rounds):",
+            "",
+            "| layout | wall s | real tokens/s | tokens computed | padding / empty share |",
+            "|---|---|---|---|---|",
+        ]
+        names = {
+            "packed": "isolation-packed 2048-token packs (lengthwise attention)",
+            "padded_length_grouped": f"padded, length-grouped batches of {t['batch']}",
+            "padded_random": f"padded, random batches of {t['batch']}",
+        }
+        for key, label in names.items():
+            r = t[key]
+            lines.append(
+                f"| {label} | {r['wall_s']} | {r['real_tokens_per_s']} | {r['computed_tokens']} | "
+                f"{r['padding_or_empty_share']} |"
+            )
+        lines += [
+            f"| **packed vs length-grouped** | | **{t['packed_vs_padded_length_grouped']}x** | | |",
+            f"| **packed vs random** | | **{t['packed_vs_padded_random']}x** | | |",
+            "",
+        ]
+    lines += [
         "Pack fill (BFD) on the length distribution of a sample-corpus build:",
         "",
         "| pack length | " + " | ".join(data["pack_fill_bfd"]) + " |",
         "|---|" + "---|" * len(data["pack_fill_bfd"]),
         "| fill | " + " | ".join(str(v) for v in data["pack_fill_bfd"].values()) + " |",
         "",
-        "Peak memory growth of one LoRA step (fresh process each):",
+        "Peak RSS growth of one LoRA step (fresh process each; tiny Llama, hidden 64, 2 layers, SmolLM2's "
+        "vocabulary, activation checkpointing, chunked CE). Packs hold samples of <= 4096 tokens:",
         "",
-        "| tokens | peak RSS growth MB | ratio vs half the tokens |",
-        "|---|---|---|",
+        "| layout | attention | tokens | samples | peak RSS growth MB | ratio vs half the tokens | wall s |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for r in data["memory"]:
-        lines.append(f"| {r['tokens']} | {r['peak_rss_growth_mb']} | {r.get('ratio_vs_half', '')} |")
+    for r in data.get("memory_packed", []) + data.get("memory_single", []) + data.get("memory_dense", []):
+        mb = r.get("peak_rss_growth_mb", r.get("error", ""))
+        lines.append(
+            f"| {r.get('layout', 'single')} | {r.get('attention', 'transformers_sdpa')} | {r['tokens']} | "
+            f"{r.get('samples', 1)} | {mb} | {r.get('ratio_vs_half', '')} | {r.get('wall_s', '')} |"
+        )
     return lines
 
 

@@ -41,6 +41,12 @@ class RunConfig(BaseModel):
     skip_train: bool = Field(False, description="run: build and evaluate only")
     skip_eval: bool = Field(False, description="run: build and train only")
 
+    @classmethod
+    def raw_problems(cls, raw: dict) -> list[str]:
+        """Cross-field problems of the raw train section, reported with the field errors."""
+        train = raw.get("train")
+        return [f"train.{p}" for p in TrainConfig.raw_problems(train)] if isinstance(train, dict) else []
+
     @model_validator(mode="before")
     @classmethod
     def _base_model(cls, raw):

@@ -196,7 +196,20 @@ def validate_raw(model_cls: type[BaseModel], raw: dict, source: str):
     try:
         return model_cls.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(problems(exc, model_cls), source) from exc
+        raise ConfigError(_with_cross_field(problems(exc, model_cls), model_cls, raw), source) from exc
+
+
+def _with_cross_field(found: list[str], model_cls, raw) -> list[str]:
+    """Add problems between fields (a model's ``raw_problems(raw)``, found even when fields are invalid).
+
+    pydantic runs ``mode="after"`` checks only once every field is valid; listing them here reports
+    them together with the field errors. Their after-validator lines are then dropped as duplicates.
+    """
+    check = getattr(model_cls, "raw_problems", None)
+    cross = check(raw) if check and isinstance(raw, dict) else []
+    if not cross:
+        return found
+    return [p for p in found if "Value error" not in p] + cross
 
 
 def load_yaml(path, model: type[BaseModel], overrides: list[str] | tuple[str, ...] = ()):

@@ -1,4 +1,8 @@
-"""Packed batches: one row per pack, positions restarting at every sample, per-token loss weights."""
+"""Packed batches: one row per pack, positions restarting at every sample, per-token loss weights.
+
+Sample boundaries travel with the pack (``cu_seqlens``, ``doc_ids``): attention reads them instead
+of inferring them from position resets (see ``trainer.attention``).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,21 @@ class PackedBatch:
     targets: torch.Tensor  # [T] next-token ids (0 where unused)
     target_weights: torch.Tensor  # [T] float32, already normalised for the optimizer step
     seq_lens: list[int]
+    cu_seqlens: torch.Tensor | None = None  # int32 [n + 1]: 0, l1, ..., T (FlashAttention varlen layout)
+    doc_ids: torch.Tensor | None = None  # int32 [T]: which sample each token belongs to
+
+    def __post_init__(self) -> None:
+        if self.cu_seqlens is None:  # built from seq_lens when a caller gives only those
+            cu = np.concatenate([[0], np.cumsum(self.seq_lens)]).astype(np.int32)
+            self.cu_seqlens = torch.from_numpy(cu).to(self.input_ids.device)
+        if self.doc_ids is None:
+            ids = np.repeat(np.arange(len(self.seq_lens), dtype=np.int32), self.seq_lens)
+            self.doc_ids = torch.from_numpy(ids).to(self.input_ids.device)
+
+    @property
+    def max_seqlen(self) -> int:
+        """Length of the longest sample in the pack."""
+        return max(self.seq_lens)
 
     @property
     def tokens(self) -> int:
@@ -35,6 +54,8 @@ class PackedBatch:
             self.targets.to(device),
             self.target_weights.to(device),
             self.seq_lens,
+            self.cu_seqlens.to(device),
+            self.doc_ids.to(device),
         )
 
 
@@ -70,12 +91,17 @@ def collate(
     positions = np.concatenate([np.arange(len(i)) for i in ids])
     targets = np.concatenate([np.append(i[1:], 0) for i in ids])
     target_w = np.concatenate([np.append(w, 0.0) for w in weights])
+    lens = [len(i) for i in ids]
+    if min(lens) < 1:
+        raise ValueError("a sample in the pack has no tokens")
     return PackedBatch(
         torch.from_numpy(input_ids)[None],
         torch.from_numpy(positions)[None],
         torch.from_numpy(targets),
         torch.from_numpy(target_w.astype(np.float32)),
-        [len(i) for i in ids],
+        lens,
+        torch.from_numpy(np.concatenate([[0], np.cumsum(lens)]).astype(np.int32)),
+        torch.from_numpy(np.repeat(np.arange(len(lens), dtype=np.int32), lens)),
     )
 
 

@@ -79,7 +79,10 @@ class TrainConfig(_Strict):
         default_factory=lambda: [StageConfig(max_length=n, steps=10) for n in DEFAULT_STAGES]
     )
     tokens_per_step: int | None = Field(
-        None, ge=16, description="constant across stages (default: 4 packs of the first stage)"
+        None,
+        ge=16,
+        description="target tokens per optimizer step, constant across stages: each stage takes "
+        "round(tokens_per_step / max_length) packs per step (default: the longest stage's max_length)",
     )
     loss_norm: Literal["sequence", "token"] = "sequence"
     lora: LoraSettings = Field(default_factory=LoraSettings)
@@ -91,7 +94,16 @@ class TrainConfig(_Strict):
     offload_activations: bool = Field(
         False, description="keep checkpointed activations in host memory (GPU, 32K+)"
     )
-    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "flex_attention", "eager"] = "auto"
+    attn_implementation: Literal["auto", "sdpa", "flash_attention_2", "flex_attention", "eager"] = Field(
+        "auto",
+        description="auto: FlashAttention-2 varlen on CUDA when installed, else flex; per-document SDPA on "
+        "CPU (trainer/attention.py). eager: transformers' dense-mask path, for comparison only",
+    )
+    auto_rope: bool = Field(
+        True,
+        description="a stage longer than the model's context without a rope setting gets YaRN with the "
+        "needed factor (logged); off: such a stage is an error",
+    )
     ce_chunk_tokens: int = Field(
         2048, ge=64, description="tokens per cross-entropy chunk (no full fp32 logits)"
     )
@@ -115,31 +127,64 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        problems = []
-        lengths = [s.max_length for s in self.stages]
-        if not self.stages:
-            problems.append("stages: at least one stage is needed")
-        if lengths != sorted(lengths):
-            problems.append(f"stages: max_length must not decrease ({lengths})")
-        for i, s in enumerate(self.stages):
-            if (s.steps is None) == (s.tokens is None):
-                problems.append(f"stages[{i}]: give exactly one of steps or tokens")
-        tps = self.tokens_per_step or (lengths[0] * 4 if lengths else 0)
-        for i, s in enumerate(self.stages):
-            if tps and tps % s.max_length:
-                problems.append(
-                    f"stages[{i}]: tokens_per_step {tps} must be a multiple of max_length {s.max_length}"
-                )
-        if any(s.gate_min_accuracy is not None for s in self.stages) and not self.gate_haystack:
-            problems.append("gate_haystack: stage gates need documents for their passkey probes")
+        problems = cross_field_problems(self.model_dump())
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
+    @classmethod
+    def raw_problems(cls, raw: dict) -> list[str]:
+        """Cross-field problems of a raw (possibly invalid) mapping, for reporting with field errors."""
+        return cross_field_problems(raw)
+
     @property
     def step_tokens(self) -> int:
-        """Tokens per optimizer step (constant across stages)."""
-        return self.tokens_per_step or self.stages[0].max_length * 4
+        """Target tokens per optimizer step (constant across stages)."""
+        return self.tokens_per_step or max(s.max_length for s in self.stages)
+
+
+def cross_field_problems(raw: dict) -> list[str]:
+    """Problems between fields, found on raw (possibly invalid) config values, all at once."""
+    problems = []
+    stages = [s for s in (raw.get("stages") or []) if isinstance(s, dict)]
+    if "stages" in raw and not raw.get("stages"):
+        problems.append("stages: at least one stage is needed")
+    lengths = [s.get("max_length") for s in stages]
+    known = [x for x in lengths if isinstance(x, int)]
+    if known != sorted(known):
+        problems.append(f"stages: max_length must not decrease from one stage to the next ({known})")
+    for i, s in enumerate(stages):
+        if (s.get("steps") is None) == (s.get("tokens") is None):
+            problems.append(f"stages[{i}]: give exactly one of steps or tokens")
+    tps = raw.get("tokens_per_step")
+    if isinstance(tps, int) and known and tps < max(known):
+        i = known.index(max(known))
+        problems.append(
+            f"tokens_per_step: {tps} is less than stages[{i}].max_length {max(known)}; a step holds at "
+            f"least one pack, so raise tokens_per_step to at least {max(known)} (or leave it unset)"
+        )
+    gates = any(s.get("gate_min_accuracy") is not None for s in stages)
+    if gates and not raw.get("gate_haystack"):
+        problems.append("gate_haystack: stage gates need documents for their passkey probes")
+    return problems
+
+
+def data_problems(cfg: TrainConfig) -> list[str]:
+    """Problems between the config and its data folder (stages longer than every length bucket)."""
+    if not cfg.data or not (Path(cfg.data) / "manifest.json").exists():
+        return []
+    from data_contracts.reader import read_manifest
+
+    edges = read_manifest(cfg.data).bucket_edges
+    if not edges:
+        return []
+    return [
+        f"stages[{i}]: max_length {s.max_length} is longer than every length bucket of {cfg.data} "
+        f"(longest {max(edges)}): it has no samples of its own. Drop the stage or rebuild the shards "
+        f"with shard.bucket_edges reaching {s.max_length}"
+        for i, s in enumerate(cfg.stages)
+        if s.max_length > max(edges)
+    ]
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -150,9 +195,17 @@ def load_config(path: str | Path) -> TrainConfig:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError([str(exc)], str(path)) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(["config: expected a mapping of fields"], str(path))
     try:
-        return TrainConfig.model_validate(raw)
+        cfg = TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(
-            [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()], str(path)
-        ) from exc
+        fields = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors() if e["loc"]]
+        cross = cross_field_problems(raw) or [
+            e["msg"].removeprefix("Value error, ") for e in exc.errors() if not e["loc"]
+        ]
+        raise ConfigError(fields + cross, str(path)) from exc
+    problems = data_problems(cfg)
+    if problems:
+        raise ConfigError(problems, str(path))
+    return cfg

@@ -39,3 +39,28 @@ def weighted_loss(
             _chunk_loss, hidden[sl], head_weight, targets[sl], weights[sl], use_reentrant=False
         )
     return total
+
+
+def adalora_orthogonal_penalty(model) -> torch.Tensor | None:
+    """AdaLoRA's orthogonal regulariser, as peft adds it in ``AdaLoraModel.forward`` when labels are given.
+
+    ``orth_reg_weight * mean over lora_A/lora_B of ||P P^T - I||_F`` (``P^T P`` for lora_B). The trainer
+    computes its loss from hidden states, not through that forward, so it adds this term itself.
+    None for models without an AdaLoRA adapter.
+    """
+    from peft.tuners.adalora import AdaLoraModel
+
+    tuner = getattr(model, "base_model", None)
+    if not isinstance(tuner, AdaLoraModel):
+        return None
+    name = tuner.trainable_adapter_name
+    weight = tuner.peft_config[name].orth_reg_weight
+    terms = []
+    for n, p in tuner.model.named_parameters():
+        if ("lora_A" in n or "lora_B" in n) and name in n:
+            cov = p @ p.T if "lora_A" in n else p.T @ p
+            eye = torch.eye(*cov.shape, dtype=cov.dtype, device=cov.device)
+            terms.append(torch.linalg.matrix_norm(cov - eye, ord="fro"))
+    if not terms:
+        return None
+    return weight * torch.stack(terms).mean()

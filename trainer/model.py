@@ -9,30 +9,45 @@ from pathlib import Path
 import torch
 
 from trainer import quantize
+from trainer import rope as rope_utils
 from trainer.config import LoraSettings, RopeConfig, TrainConfig
+from trainer.rope import ROPE_FILE, rebuild_rotary  # noqa: F401  (re-exported: older imports)
 
 log = logging.getLogger(__name__)
-ROPE_FILE = "lengthwise_rope.json"
 NORM_NAMES = ["input_layernorm", "post_attention_layernorm", "norm"]
 
 
 def pick_attention(requested: str, device: torch.device) -> str:
-    """The attention implementation that isolates packed samples from position_ids without a mask.
+    """The ``attn_implementation`` for ``requested`` (a ``TrainConfig.attn_implementation`` value).
 
-    ``auto``: FlashAttention-2 varlen when installed on CUDA, else flex attention on CUDA (a block-sparse
-    mask from the position resets), else SDPA (CPU: transformers builds a block-diagonal causal mask
-    per pack, fine at CPU lengths).
+    ``auto``: FlashAttention-2 varlen when installed on CUDA, else flex attention with a document
+    BlockMask on CUDA, else per-document SDPA (CPU). ``sdpa`` / ``flash_attention_2`` /
+    ``flex_attention`` force one of those lengthwise paths (all read explicit sample boundaries, see
+    ``trainer.attention``); ``eager`` is transformers' own eager attention, which infers boundaries
+    from position resets with a dense ``[L, L]`` mask (for comparison only).
     """
-    if requested != "auto":
-        return requested
-    if device.type == "cuda":
-        try:
-            import flash_attn  # noqa: F401
+    from trainer import attention
 
-            return "flash_attention_2"
-        except ImportError:
-            return "flex_attention"
-    return "sdpa"
+    attention.register()
+    if requested == "eager":
+        return "eager"
+    backend = {"auto": None, "sdpa": "sdpa", "flash_attention_2": "flash", "flex_attention": "flex"}[requested]
+    backend = backend or attention.auto_backend(device)
+    if backend == "flash" and not (device.type == "cuda" and attention.flash_available()):
+        raise ValueError(
+            "attn_implementation flash_attention_2 needs a CUDA device and the flash_attn package "
+            "(pip install 'lengthwise[flash]'); use auto to pick flex attention or SDPA"
+        )
+    if backend == "flex" and device.type != "cuda":
+        raise ValueError("attn_implementation flex_attention needs CUDA (flex has no CPU backward); use sdpa")
+    return attention.attn_name(backend)
+
+
+def weights_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """bf16 weights for ``bf16`` (and ``auto`` on CUDA), else fp32."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return torch.float32
 
 
 def load_base(cfg: TrainConfig, device: torch.device):
@@ -47,13 +62,12 @@ def load_base(cfg: TrainConfig, device: torch.device):
     from pipeline.assets import resolve_model
 
     path = resolve_model(cfg.model)
-    dtype = torch.bfloat16 if (cfg.precision in ("bf16", "auto") and device.type == "cuda") else torch.float32
     from pipeline.assets import MODEL_LOAD_LOCK
 
     with MODEL_LOAD_LOCK:
         model = AutoModelForCausalLM.from_pretrained(
             path,
-            dtype=dtype,
+            dtype=weights_dtype(cfg.precision, device),
             use_safetensors=True,
             attn_implementation=pick_attention(cfg.attn_implementation, device),
             trust_remote_code=cfg.trust_remote_code,
@@ -67,30 +81,12 @@ def load_base(cfg: TrainConfig, device: torch.device):
 
 
 def apply_rope(model, rope: RopeConfig | None) -> dict | None:
-    """Change the model's RoPE for a longer stage and rebuild its rotary tables; returns the parameters."""
+    """Compose ``rope`` with the model's current RoPE (see ``trainer.rope``); returns the parameters."""
     if rope is None:
         return None
-    config = model.config
-    params = dict(getattr(config, "rope_parameters", None) or {"rope_type": "default"})
-    params.setdefault("rope_theta", getattr(config, "rope_theta", 10000.0))
-    original = params.get("original_max_position_embeddings", config.max_position_embeddings)
-    if rope.type == "theta":
-        params.update(rope_type="default", rope_theta=rope.theta)
-    else:
-        params.update(rope_type=rope.type, factor=rope.factor, original_max_position_embeddings=original)
-        config.max_position_embeddings = int(original * rope.factor)
-    config.rope_parameters = params
-    rebuild_rotary(model)
-    return params
-
-
-def rebuild_rotary(model) -> None:
-    """Re-create every rotary-embedding module from the (changed) model config."""
-    for name, module in list(model.named_modules()):
-        if type(module).__name__.endswith("RotaryEmbedding"):
-            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-            fresh = type(module)(module.config).to(module.inv_freq.device)
-            setattr(parent, name.rsplit(".", 1)[-1], fresh)
+    state = rope_utils.compose(rope_utils.base_state(model.config), rope)
+    rope_utils.apply(model, state)
+    return state.params
 
 
 def add_lora(model, lora: LoraSettings, total_steps: int):
@@ -122,11 +118,36 @@ def add_lora(model, lora: LoraSettings, total_steps: int):
             **extra,
         )
     peft_model = get_peft_model(model, cfg)
-    if lora.plus:  # norms and embeddings train in full precision next to the adapter
-        for name, p in peft_model.named_parameters():
-            if "modules_to_save" in name:
-                p.requires_grad_(True)
+    if lora.plus:
+        keep_extras_fp32(peft_model)
     return peft_model
+
+
+def keep_extras_fp32(peft_model) -> None:
+    """LoRA+ norms and embeddings train as fp32 parameters (so AdamW keeps fp32 state for them).
+
+    On a bf16 base their bf16 copies would round every small update away. Their outputs are cast back
+    to the base dtype, so the activations (and checkpointed hidden states) stay bf16.
+    """
+    from peft.utils.other import ModulesToSaveWrapper
+
+    for module in peft_model.modules():
+        if not isinstance(module, ModulesToSaveWrapper):
+            continue
+        params = list(module.modules_to_save.parameters())
+        compute = params[0].dtype if params else torch.float32
+        for p in params:
+            p.data = p.data.float()
+            p.requires_grad_(True)
+        if compute != torch.float32:
+            module.register_forward_hook(_cast_output(compute))
+
+
+def _cast_output(dtype: torch.dtype):
+    def hook(module, args, output):
+        return output.to(dtype) if torch.is_tensor(output) and output.is_floating_point() else output
+
+    return hook
 
 
 def enable_checkpointing(model, offload: bool = False) -> None:
@@ -144,22 +165,46 @@ def enable_checkpointing(model, offload: bool = False) -> None:
     model.enable_input_require_grads()
 
 
-def hidden_and_head(model, input_ids: torch.Tensor, position_ids: torch.Tensor):
-    """Final hidden states of the decoder and the output projection weight (no logits computed)."""
+def hidden_and_head(
+    model,
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    cu_seqlens: torch.Tensor | None = None,
+    max_seqlen: int | None = None,
+):
+    """Final hidden states of the decoder and the output projection weight (no logits computed).
+
+    ``cu_seqlens`` (from :class:`trainer.batch.PackedBatch`) carries the sample boundaries of a pack to
+    the attention as transformers' varlen kwargs; without it the row is one sequence.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = base.get_decoder()
-    out = decoder(input_ids=input_ids, position_ids=position_ids, attention_mask=None, use_cache=False)
+    extra = {}
+    if cu_seqlens is not None:
+        if max_seqlen is None:
+            max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        extra = dict(
+            cu_seq_lens_q=cu_seqlens, cu_seq_lens_k=cu_seqlens, max_length_q=max_seqlen, max_length_k=max_seqlen
+        )
+    out = decoder(input_ids=input_ids, position_ids=position_ids, attention_mask=None, use_cache=False, **extra)
     return out.last_hidden_state, base.get_output_embeddings().weight
 
 
-def save_adapter(model, path: Path, rope_params: dict | None, state_dict: dict | None = None) -> None:
-    """Save the adapter (safetensors) and the RoPE parameters it was trained with.
+def batch_hidden_and_head(model, batch):
+    """:func:`hidden_and_head` for a :class:`trainer.batch.PackedBatch` (boundaries passed along)."""
+    return hidden_and_head(model, batch.input_ids, batch.position_ids, batch.cu_seqlens, batch.max_seqlen)
+
+
+def save_adapter(model, path: Path, rope_state=None, base_rope=None, state_dict: dict | None = None) -> None:
+    """Save the adapter (safetensors) and, when changed, the RoPE parameters it was trained with.
 
     ``state_dict``: the gathered trainable weights when the model's own are FSDP2 shards.
     """
     model.save_pretrained(str(path), safe_serialization=True, state_dict=state_dict)
-    if rope_params is not None:
-        (path / ROPE_FILE).write_text(json.dumps(rope_params, indent=2))
+    if isinstance(rope_state, dict):  # a bare rope_parameters dict (older callers)
+        (Path(path) / ROPE_FILE).write_text(json.dumps(rope_state, indent=2))
+    elif rope_state is not None and base_rope is not None:
+        rope_utils.save(Path(path), rope_state, base_rope)
 
 
 def load_adapter(base_path: str, adapter_dir: str | Path, device: str = "cpu", dtype=torch.float32):
@@ -171,13 +216,7 @@ def load_adapter(base_path: str, adapter_dir: str | Path, device: str = "cpu", d
 
     with MODEL_LOAD_LOCK:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, use_safetensors=True).to(device)
-    rope_file = Path(adapter_dir) / ROPE_FILE
-    if rope_file.exists():
-        params = json.loads(rope_file.read_text())
-        base.config.rope_parameters = params
-        if params.get("rope_type") not in (None, "default"):
-            base.config.max_position_embeddings = int(
-                params["original_max_position_embeddings"] * params.get("factor", 1.0)
-            )
-        rebuild_rotary(base)
+    state = rope_utils.load(Path(adapter_dir), base.config)
+    if state is not None:
+        rope_utils.apply(base, state)
     return PeftModel.from_pretrained(base, str(adapter_dir)).eval()

@@ -67,7 +67,7 @@ class LossModel(nn.Module):
         super().__init__()
         self.model, self.chunk_tokens, self.autocast = model, chunk_tokens, autocast
 
-    def forward(self, input_ids, position_ids=None, targets=None, weights=None):
+    def forward(self, input_ids, position_ids=None, targets=None, weights=None, cu_seqlens=None, max_seqlen=None):
         """Weighted loss of one packed row (its share of the optimizer step).
 
         Given a function instead of token ids, returns ``fn(model)`` (see :func:`on_whole_model`).
@@ -75,7 +75,7 @@ class LossModel(nn.Module):
         if callable(input_ids):
             return input_ids(self.model)
         with self.autocast():
-            hidden, head = hidden_and_head(self.model, input_ids, position_ids)
+            hidden, head = hidden_and_head(self.model, input_ids, position_ids, cu_seqlens, max_seqlen)
         return weighted_loss(hidden, head, targets, weights, self.chunk_tokens)
 
 
@@ -182,7 +182,8 @@ def forward_backward(par: Parallel, batch, last: bool) -> tuple[float, int]:
     if not last and hasattr(par.module, "no_sync"):
         sync = par.module.no_sync()  # DDP: one all-reduce per optimizer step
     with ctx, sync:
-        loss = par.module(batch.input_ids, batch.position_ids, batch.targets, batch.target_weights)
+        bounds = (batch.cu_seqlens, batch.max_seqlen) if par.seq == 1 else (None, None)  # SP: sequence.py's
+        loss = par.module(batch.input_ids, batch.position_ids, batch.targets, batch.target_weights, *bounds)
         loss.backward()  # summed over micro-batches: no division by the number of packs
     return float(loss.detach()), tokens
 
@@ -261,13 +262,13 @@ def full_adapter_state(par: Parallel) -> dict[str, torch.Tensor] | None:
     return sd if par.world.main else None
 
 
-def save_adapter(par: Parallel, path: Path, rope_params: dict | None) -> None:
-    """Write the adapter from rank 0; gathers FSDP2 shards first (all ranks must call this)."""
+def save_adapter(par: Parallel, path: Path, rope_state=None, base_rope=None) -> None:
+    """Write the adapter (and its RoPE side file) from rank 0; gathers FSDP2 shards first (all ranks call)."""
     from trainer.model import save_adapter as write
 
     full = full_adapter_state(par)
     if par.world.main:
-        write(par.model, path, rope_params, state_dict=full)
+        write(par.model, path, rope_state, base_rope, state_dict=full)
     if par.world.size > 1:
         dist.barrier()
 

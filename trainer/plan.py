@@ -1,8 +1,9 @@
 """A deterministic batch plan: which samples go into which pack, step and rank.
 
 The plan is a pure function of (sample lengths, stage config, seed), so a resumed run rebuilds the
-same plan and continues at the saved (stage, step) cursor. Each step holds ``packs_per_step`` packs
-(constant tokens per optimizer step across stages), dealt round-robin to ranks.
+same plan and continues at the saved (stage, step) cursor. Each step holds ``packs_per_step`` packs,
+``round(tokens_per_step / max_length)`` rounded to a multiple of the world size (so tokens per optimizer
+step stay near the target across stages), dealt round-robin to ranks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ class StagePlan:
     fill: float
     deferred: int  # samples longer than this stage, left for a later one
     samples: int
+    packs_per_step: int = 1
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Pack capacity of one optimizer step at this stage."""
+        return self.packs_per_step * self.max_length
 
     def packs_for(self, step: int, rank: int, world: int) -> list[list[int]]:
         """The packs of ``step`` that ``rank`` processes."""
@@ -59,9 +66,8 @@ def plan_stage(
     rows, deferred = select_rows(lengths, stage, prev_max, seed)
     if not rows:
         raise ValueError(f"stage {index} (max_length {stage.max_length}) has no samples that fit")
-    packs_per_step = max(world, step_tokens // stage.max_length)
-    packs_per_step -= packs_per_step % world
-    n_steps = stage.steps or max(1, stage.tokens // step_tokens)
+    packs_per_step = packs_for_target(step_tokens, stage.max_length, world)
+    n_steps = stage.steps or max(1, round(stage.tokens / (packs_per_step * stage.max_length)))
     sub = [int(lengths[i]) for i in rows]
     steps: list[list[list[int]]] = []
     pool: list[list[int]] = []
@@ -75,4 +81,12 @@ def plan_stage(
             continue
         steps.append(pool[:packs_per_step])
         pool = pool[packs_per_step:]
-    return StagePlan(index, stage.max_length, steps, float(np.mean(fills)), deferred, len(rows))
+    return StagePlan(
+        index, stage.max_length, steps, float(np.mean(fills)), deferred, len(rows), packs_per_step
+    )
+
+
+def packs_for_target(step_tokens: int, max_length: int, world: int) -> int:
+    """Packs per step nearest to ``step_tokens`` tokens, at least one per rank and a multiple of ranks."""
+    per_rank = max(1, round(step_tokens / (max_length * world)))
+    return per_rank * world

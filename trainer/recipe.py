@@ -1,8 +1,9 @@
 """The training recipe: setup -> stages -> cleanup. Read top to bottom; no framework.
 
 Progressive length: each stage packs the samples that fit its length (best-fit decreasing, packs
-shuffled), keeps tokens per optimizer step constant, and trains LoRA with per-step sum/sum loss
-normalisation. A deterministic plan plus checkpoints of adapter, optimizer, scheduler, RNG and the
+shuffled), keeps tokens per optimizer step near a constant target, and trains LoRA with per-step
+sum/sum loss normalisation. Sample boundaries travel with each pack to the attention
+(trainer/attention.py); RoPE stages compose with the model's own scaling (trainer/rope.py). A deterministic plan plus checkpoints of adapter, optimizer, scheduler, RNG and the
 (stage, step) cursor make a killed run resume with the same per-step losses.
 """
 
@@ -20,15 +21,16 @@ import numpy as np
 import torch
 
 from data_contracts import content_hash
-from data_contracts.reader import open_buckets
+from data_contracts.reader import open_buckets, read_manifest
 from pipeline.assets import public_model_name
 from pipeline.fingerprint import check_shards_tokenizer
-from trainer import checkpoint, distributed, parallel
-from trainer.batch import PackedBatch, collate, step_totals
-from trainer.config import TrainConfig
-from trainer.loss import weighted_loss
+from trainer import checkpoint, distributed, isolation, parallel
+from trainer import rope as rope_utils
+from trainer.batch import collate, step_totals
+from trainer.config import TrainConfig, data_problems
+from trainer.loss import adalora_orthogonal_penalty
 from trainer.metrics import MetricLogger, plot_losses
-from trainer.model import add_lora, apply_rope, enable_checkpointing, hidden_and_head, load_base
+from trainer.model import add_lora, enable_checkpointing, load_base
 from trainer.plan import StagePlan, plan_stage
 from trainer.runinfo import write_run_info
 
@@ -64,7 +66,9 @@ class Run:
     output: Path
     base_path: str
     par: parallel.Parallel
-    rope: dict | None = None
+    ropes: list[rope_utils.RopeState]  # RoPE in force at each stage
+    base_rope: rope_utils.RopeState
+    too_long: int = 0  # rows longer than the last stage: never trained, counted
 
 
 def config_hash(cfg: TrainConfig) -> str:
@@ -102,19 +106,33 @@ def setup(cfg: TrainConfig) -> Run:
         from pipeline.errors import ConfigError
 
         raise ConfigError(["data: the folder written by `lengthwise shard` is required"], "train")
+    problems = data_problems(cfg)
+    if problems:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError(problems, "train")
     check_shards_tokenizer(cfg.data, cfg.model, "train")  # before any model is loaded
     world = distributed.init()
     parallel.check(cfg, world)
     torch.manual_seed(cfg.seed)  # the same model and adapter init on every rank
     output = Path(cfg.output_dir)
-    data = open_buckets(cfg.data, 0, cfg.stages[-1].max_length)
-    rows = Rows(data)
+    rows, too_long = load_rows(cfg)
     plans, prev = [], 0
     for i, stage in enumerate(cfg.stages):
         slots = world.size // cfg.parallel.sequence  # data-parallel slots share out the packs
         plans.append(plan_stage(i, rows.lengths, stage, prev, cfg.step_tokens, slots, cfg.seed))
         prev = stage.max_length
+        log.info(
+            "stage %d (<= %d tokens): %d samples, %d packs/step (%d tokens/step, target %d), %d steps",
+            i, stage.max_length, plans[-1].samples, plans[-1].packs_per_step, plans[-1].tokens_per_step,
+            cfg.step_tokens, len(plans[-1].steps),
+        )
+    if too_long:
+        log.warning("%d rows are longer than the last stage (%d tokens) and are not trained on",
+                    too_long, cfg.stages[-1].max_length)
     model, base_path = load_base(cfg, world.device)
+    base_rope = rope_utils.base_state(model.config)
+    ropes = rope_utils.plan_ropes(base_rope, cfg.stages, cfg.auto_rope)
     model = add_lora(model, cfg.lora, sum(len(p.steps) for p in plans))
     # Saved adapters name the base as the user did (hub ID or folder), not lengthwise's cache path.
     model.peft_config["default"].base_model_name_or_path = public_model_name(cfg.model)
@@ -130,9 +148,22 @@ def setup(cfg: TrainConfig) -> Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(plans, cfg))
     metrics = MetricLogger(output, enabled=world.main)
     state = checkpoint.TrainState(config_hash=config_hash(cfg))
-    run = Run(cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path, par)
+    run = Run(
+        cfg, world, rows, plans, model, optimizer, scheduler, state, metrics, output, base_path, par,
+        ropes, base_rope, too_long,
+    )
     resume(run)
     return run
+
+
+def load_rows(cfg: TrainConfig) -> tuple[Rows, int]:
+    """Rows of every bucket a stage can use, and the count of rows longer than the last stage."""
+    last = cfg.stages[-1].max_length
+    manifest = read_manifest(cfg.data)
+    edge = min((e for e in manifest.bucket_edges if e >= last), default=None)
+    rows = Rows(open_buckets(cfg.data, 0, edge))
+    above = sum(b.rows for b in manifest.buckets if edge is not None and b.upper > edge)
+    return rows, int((rows.lengths > last).sum()) + above
 
 
 def resume(run: Run) -> None:
@@ -152,35 +183,13 @@ def resume(run: Run) -> None:
     log.info("resumed from %s at stage %d step %d", path, run.state.stage, run.state.step)
 
 
-def check_isolation(run: Run, tol: float = 1e-4) -> None:
-    """Prove packed samples do not see each other: per-sample loss packed == alone."""
-    rows = run.plans[0].steps[0][0][:2]
-    if len(rows) < 2:
-        return
-    samples = [run.rows.sample(i) for i in rows]
-    was_training = run.model.training
-    run.model.eval()
-    with torch.no_grad():
-        alone = [_loss(run, collate([s], "token", 1, max(float(s[1][1:].sum()), 1e-9))) for s in samples]
-        # Packed: weight only one sample at a time.
-        packed = []
-        for k in range(2):
-            masked = [(ids, w if j == k else np.zeros_like(w)) for j, (ids, w) in enumerate(samples)]
-            packed.append(_loss(run, collate(masked, "token", 1, max(float(samples[k][1][1:].sum()), 1e-9))))
-    run.model.train(was_training)
-    for a, p in zip(alone, packed, strict=True):
-        if abs(a - p) > tol * max(1.0, abs(a)):
-            raise RuntimeError(
-                f"packed samples leak attention (alone {a:.6f} vs packed {p:.6f}) with "
-                f"attn_implementation={run.model.config._attn_implementation}; use sdpa, flex or "
-                "flash_attention_2 with position_ids and no attention mask"
-            )
-
-
-def _loss(run: Run, batch: PackedBatch) -> float:
-    batch = batch.to(run.world.device)
-    hidden, head = hidden_and_head(run.model, batch.input_ids, batch.position_ids)
-    return float(weighted_loss(hidden.float(), head.float(), batch.targets, batch.target_weights))
+def check_isolation(run: Run) -> dict:
+    """Prove packed samples do not see each other on a two-sample pack (see ``trainer.isolation``)."""
+    first = [i for pack in run.plans[0].steps[0] for i in pack]
+    candidates = [run.rows.sample(i)[0] for i in first[:2]]
+    vocab = run.model.get_input_embeddings().weight.shape[0]
+    samples = isolation.two_samples(candidates, run.plans[0].max_length, vocab, run.cfg.seed)
+    return isolation.prove_isolation(run.model, samples, run.world.device)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -205,6 +214,12 @@ def train_step(run: Run, plan: StagePlan, step: int) -> tuple[float, int]:
         loss, n = parallel.forward_backward(par, batch, last=k == len(mine) - 1)
         loss_sum += loss
         tokens += n
+    if cfg.lora.adalora and not (par.data == "fsdp" and world.size > 1):
+        # Same parameters on every rank: each adds the whole regulariser gradient after the reduction.
+        penalty = adalora_orthogonal_penalty(run.model)
+        if penalty is not None:
+            penalty.backward()
+            loss_sum += float(penalty.detach()) / world.size
     if cfg.max_grad_norm:
         torch.nn.utils.clip_grad_norm_(parallel.trainable(par), cfg.max_grad_norm)
     run.optimizer.step()
@@ -264,7 +279,12 @@ def train_stage(run: Run, plan: StagePlan, stop_at: int | None = None) -> bool:
 
 def finish_stage(run: Run, plan: StagePlan) -> None:
     """Save the stage adapter, run its gate, then move the cursor to the next stage."""
-    parallel.save_adapter(run.par, run.output / "stages" / f"stage-{plan.index}-{plan.max_length}", run.rope)
+    parallel.save_adapter(
+        run.par,
+        run.output / "stages" / f"stage-{plan.index}-{plan.max_length}",
+        run.ropes[plan.index],
+        run.base_rope,
+    )
     parallel.on_whole_model(run.par, lambda _: gate(run, plan))
     run.state.stage, run.state.step = plan.index + 1, 0
 
@@ -308,7 +328,7 @@ def gate(run: Run, plan: StagePlan) -> None:
 def cleanup(run: Run) -> dict:
     """Save the final adapter, the loss plot and a summary; leave the process group."""
     summary = {}
-    parallel.save_adapter(run.par, run.output / "adapter", run.rope)
+    parallel.save_adapter(run.par, run.output / "adapter", run.ropes[-1], run.base_rope)
     if run.world.main:
         rows = run.metrics.rows()
         if rows:
@@ -324,9 +344,14 @@ def cleanup(run: Run) -> dict:
                     "samples": p.samples,
                     "pack_fill": round(p.fill, 4),
                     "deferred": p.deferred,
+                    "packs_per_step": p.packs_per_step,
+                    "tokens_per_step": p.tokens_per_step,
+                    "rope": run.ropes[p.index].source,
                 }
                 for p in run.plans
             ],
+            "tokens_per_step_target": run.cfg.step_tokens,
+            "rows_longer_than_last_stage": run.too_long,
             "first_loss": rows[0]["loss"] if rows else None,
             "last_loss": rows[-1]["loss"] if rows else None,
         }
@@ -334,11 +359,6 @@ def cleanup(run: Run) -> dict:
         run.metrics.close()
     distributed.shutdown()
     return summary
-
-
-def current_rope(cfg: TrainConfig, index: int):
-    """The RoPE setting in force at stage ``index``: the latest one defined up to it."""
-    return next((s.rope for s in reversed(cfg.stages[: index + 1]) if s.rope is not None), None)
 
 
 def train(cfg: TrainConfig, stop_at: int | None = None) -> dict:
@@ -349,7 +369,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> dict:
     for plan in run.plans:
         if plan.index < run.state.stage:
             continue
-        run.rope = apply_rope(run.model, current_rope(cfg, plan.index))
+        rope_utils.apply(run.model, run.ropes[plan.index])
         if not train_stage(run, plan, stop_at):
             distributed.shutdown()
             return {"stopped_at": run.state.global_step}

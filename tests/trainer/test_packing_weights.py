@@ -29,9 +29,11 @@ def test_bfd_packs_every_sample_once_within_capacity():
 def tiny(tiny_model):
     from transformers import AutoModelForCausalLM
 
+    from trainer.model import pick_attention
+
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_pretrained(
-        tiny_model, dtype=torch.float32, attn_implementation="sdpa"
+        tiny_model, dtype=torch.float32, attn_implementation=pick_attention("sdpa", torch.device("cpu"))
     ).eval()
 
 
@@ -47,10 +49,10 @@ def _samples(n, seed=0, vocab=1000):
 
 
 def _loss(model, samples, norm, n, wsum):
-    from trainer.model import hidden_and_head
+    from trainer.model import batch_hidden_and_head
 
     b = collate(samples, norm, n, wsum)
-    hidden, head = hidden_and_head(model, b.input_ids, b.position_ids)
+    hidden, head = batch_hidden_and_head(model, b)
     return weighted_loss(hidden, head, b.targets, b.target_weights, chunk_tokens=64)
 
 

@@ -125,6 +125,8 @@ def test_rope_scaling_is_applied_and_saved(reference, tiny_model):
     out, _ = reference
     rope = json.loads((out / "adapter" / "lengthwise_rope.json").read_text())
     assert rope["rope_type"] == "linear" and rope["factor"] == 2.0
+    context = json.loads((out / "adapter" / "lengthwise_context.json").read_text())
+    assert context["max_position_embeddings"] == 2 * context["base_max_position_embeddings"]
     from trainer.model import load_adapter
 
     model = load_adapter(str(tiny_model), out / "adapter")
