@@ -174,7 +174,10 @@ def data_problems(cfg: TrainConfig) -> list[str]:
     if not cfg.data or not (Path(cfg.data) / "manifest.json").exists():
         return []
     from data_contracts.reader import read_manifest
+    from pipeline.fingerprint import check_shards_tokenizer
 
+    # Shards of another tokenizer are the more basic mistake: say that first, not their buckets.
+    check_shards_tokenizer(cfg.data, cfg.model, "train")
     edges = read_manifest(cfg.data).bucket_edges
     if not edges:
         return []

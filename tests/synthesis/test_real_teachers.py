@@ -116,7 +116,10 @@ def test_served_smollm2_through_openai_client(served_smollm2, small_chunks, tmp_
     assert planned == 6 and result.calls >= 6
     kept = _check_output(tmp_path / "qa", planned)
     print("served SmolLM2 kept", result.kept, "rejected", result.rejected)
-    assert kept, "the served SmolLM2 should get at least one grounded QA through the gates"
+    # SmolLM2-135M is a pipeline stand-in: since the gates reject replies cut at the token limit and
+    # unsupported answers (issue 17), it may keep none here. What this test proves is the real served
+    # path: every reply reached the gates (no transport errors) and kept records are grounded.
+    assert "teacher_error" not in result.rejected
     assert all(r.teacher_backend == "openai" for r in kept)
     again = synthesize_corpus(
         [small_chunks], tmp_path / "qa", CFG, tcfg, cache_path=tmp_path / "cache.sqlite"

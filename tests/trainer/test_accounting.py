@@ -48,12 +48,12 @@ def test_cross_field_problems_are_reported_together_with_field_errors(tmp_path):
     assert "tokens_per_step: 2048 is less than stages[0].max_length 4096" in msg
 
 
-def test_stage_longer_than_every_bucket_is_refused(tiny_shards, tmp_path):
+def test_stage_longer_than_every_bucket_is_refused(tiny_model, tiny_shards, tmp_path):
     from pipeline.errors import ConfigError
 
     path = tmp_path / "t.yaml"
     path.write_text(
-        yaml.safe_dump({"data": str(tiny_shards), "stages": [{"max_length": 512, "steps": 1},
+        yaml.safe_dump({"data": str(tiny_shards), "model": str(tiny_model), "stages": [{"max_length": 512, "steps": 1},
                                                                {"max_length": 2048, "steps": 1}]})
     )
     with pytest.raises(ConfigError, match=r"stages\[1\]: max_length 2048 is longer than every length bucket"):
