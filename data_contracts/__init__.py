@@ -9,10 +9,12 @@ from data_contracts.chunks import Chunk
 from data_contracts.conversations import Conversation, Role, Turn
 from data_contracts.documents import SourceDocument
 from data_contracts.errors import ContractError
+from data_contracts.lm import LMRecord
 from data_contracts.manifests import (
     BucketSummary,
     BuildManifest,
     Count,
+    MixCount,
     ShardManifest,
     SkippedInput,
     resolve_in,
@@ -30,7 +32,16 @@ from data_contracts.tokenized import TokenizedExample, check_tokenized_table
 
 #: Every contract that can be stored as an Arrow shard, by contract name.
 SHARD_CONTRACTS: dict[str, type[Record]] = {
-    m.CONTRACT: m for m in (SourceDocument, Chunk, QARecord, RejectedRecord, TokenizedExample, Conversation)
+    m.CONTRACT: m
+    for m in (
+        SourceDocument,
+        Chunk,
+        QARecord,
+        RejectedRecord,
+        TokenizedExample,
+        Conversation,
+        LMRecord,
+    )
 }
 
 #: Every contract with a golden schema snapshot (shard records and manifests).
@@ -52,6 +63,8 @@ __all__ = [
     "Conversation",
     "Count",
     "EvidenceSpan",
+    "LMRecord",
+    "MixCount",
     "QARecord",
     "Record",
     "RejectReason",

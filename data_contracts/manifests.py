@@ -49,16 +49,29 @@ class Count(Record):
     count: int = Field(ge=0)
 
 
+class MixCount(Record):
+    """Rows, tokens and loss-carrying tokens of one kind of record (qa, doc_task, lm, replay, chat)."""
+
+    CONTRACT = "mix_count"
+    VERSION = 1
+
+    kind: str = Field(description="qa | doc_task | lm | replay | chat")
+    rows: int = Field(ge=0)
+    tokens: int = Field(ge=0)
+    loss_tokens: int = Field(ge=0, description="tokens with a loss weight > 0")
+
+
 class BucketSummary(Record):
-    """Rows and tokens in one length bucket (lengths in ``(lower, upper]``)."""
+    """Rows and tokens in one length bucket (lengths in ``(lower, upper]``), and its data mix."""
 
     CONTRACT = "bucket_summary"
-    VERSION = 1
+    VERSION = 2
 
     upper: int
     rows: int = Field(ge=0)
     tokens: int = Field(ge=0)
     shards: int = Field(ge=0)
+    mix: list[MixCount] = Field(default_factory=list, description="rows and tokens per kind of record")
 
 
 class SkippedInput(Record):
@@ -80,7 +93,7 @@ class BuildManifest(Record):
     """
 
     CONTRACT = "build_manifest"
-    VERSION = 2
+    VERSION = 3
 
     kind: str = Field(description="chunks | qa | rejects | tokenized")
     lengthwise_version: str

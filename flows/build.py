@@ -1,4 +1,7 @@
-"""The ``build_dataset`` flow: sources -> chunk (mapped) -> synthesize (mapped, rate limited) -> shards."""
+"""The ``build_dataset`` flow: sources -> chunk (mapped) -> synthesize (mapped, rate limited) -> shards.
+
+With ``lm`` set, the document batches are also cut into LM records (mapped), which the shard step mixes in.
+"""
 # No `from __future__ import annotations` here: Prefect builds the parameter schema from real types.
 
 import contextlib
@@ -81,7 +84,26 @@ def build_dataset(cfg: BuildConfig) -> str:
                 unmapped(str(Path(out) / "teacher-cache.sqlite")),
                 unmapped(limit),
             )
-            shards = tasks.shard(_qa_results(qa), out, cfg.shard, chat_sources(cfg.sources))
+            lm = (
+                tasks.lm.map(
+                    batches,
+                    unmapped(out),
+                    unmapped(cfg.lm),
+                    unmapped(cfg.lm_lengths()),
+                    unmapped(cfg.shard.tokenizer),
+                )
+                if cfg.lm
+                else []
+            )
+            shards = tasks.shard(
+                _qa_results(qa),
+                out,
+                cfg.shard,
+                chat_sources(cfg.sources),
+                [f.result() for f in lm],
+                cfg.lm,
+                cfg.replay,
+            )
     except TerminationSignal:
         _exit_after_grace()
         raise

@@ -76,6 +76,7 @@ def teacher_slot(limit: str, batch: str, log: logging.Logger | logging.LoggerAda
 ingest = task(stages.ingest, name="ingest", retries=1, **_NO_RESULTS)
 sweep = task(stages.remove_stale_tmp, name="sweep", **_NO_RESULTS)
 chunk = task(stages.chunk_batch, name="chunk", **_NO_RESULTS)
+lm = task(stages.lm_batch, name="lm", **_NO_RESULTS)
 shard = task(stages.shard_all, name="shard", **_NO_RESULTS)
 counts = task(stages.build_counts, name="count", **_NO_RESULTS)
 

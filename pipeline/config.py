@@ -225,12 +225,52 @@ class ChatSource(StageConfig):
         return self
 
 
+class LMConfig(StageConfig):
+    """Long-document LM records (LIFT / ProLong style) mixed with the QA records.
+
+    Every document becomes plain-text records with loss on all tokens: the whole document when it
+    fits a stage length, else sliding windows cut at each stage length (exact character offsets,
+    token-counted with the student tokenizer). ``share`` is a share of *tokens* in each bucket:
+    LM tokens / (QA tokens + LM tokens), where QA counts every synthesized record (per-chunk and
+    document-level tasks). Windows are picked in a seeded hash order, so reruns write identical
+    shards; a corpus too small for the share is reported (achieved share, warning), never padded.
+    """
+
+    share: float = Field(0.3, gt=0, le=1, description="LM tokens / (QA + LM tokens) per bucket; 1: LM only")
+    lengths: list[int] | None = Field(
+        None, description="window lengths in tokens (default: shard.bucket_edges, one per stage length)"
+    )
+    overlap: float = Field(0.0, ge=0, lt=1, description="share of a window repeated in the next one")
+    min_tokens: int = Field(64, ge=1, description="drop windows (document tails) shorter than this")
+    seed: int = Field(0, description="seed of the hash order in which windows are picked")
+
+    @field_validator("lengths")
+    @classmethod
+    def _lengths(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or sorted(set(v)) != v or v[0] < 32):
+            raise ValueError("lengths must be strictly increasing integers >= 32 (or null: the bucket edges)")
+        return v
+
+
+class ReplayConfig(ChatSource):
+    """Short instruction data replayed beside the long records so short skills are kept.
+
+    Any chat source (messages, ShareGPT, Alpaca, LongAlign rows); ``share`` caps its tokens at
+    that share of the build's total tokens. Rows are picked in a seeded hash order.
+    """
+
+    share: float = Field(0.1, gt=0, lt=1, description="replay tokens / all tokens of the build, at most")
+    seed: int = Field(0, description="seed of the hash order in which rows are picked")
+
+
 __all__ = [
     "DEFAULT_BUCKETS",
     "SELF_INSTRUCT_TASKS",
     "TEACHER_FREE_TASKS",
     "ChatSource",
     "ChunkerConfig",
+    "LMConfig",
+    "ReplayConfig",
     "ShardConfig",
     "StageConfig",
     "SynthConfig",

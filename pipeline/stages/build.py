@@ -12,11 +12,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from data_contracts import RejectedRecord, SkippedInput, SourceDocument, content_hash
 from data_contracts.io import TMP_SUFFIX, write_records
-from pipeline.config import ChatSource, ChunkerConfig, ShardConfig, SynthConfig, TeacherConfig
+from pipeline.config import (
+    ChatSource,
+    ChunkerConfig,
+    LMConfig,
+    ReplayConfig,
+    ShardConfig,
+    SynthConfig,
+    TeacherConfig,
+)
 from pipeline.io.chat_readers import dataset_open_error
 from pipeline.io.readers import InputProblem, read_documents, read_hf_dataset
 from pipeline.stages.chunk import chunk_corpus, reject_for
@@ -90,6 +98,25 @@ class BuildConfig(BaseModel):
     shard: ShardConfig = Field(default_factory=ShardConfig)
     teacher_concurrency: int = Field(2, ge=1, description="teacher batches in flight across the build")
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    lm: LMConfig | None = Field(
+        None, description="long-document LM records mixed with the QA (null: QA only); see docs/config.md"
+    )
+    replay: ReplayConfig | None = Field(
+        None, description="short instruction data (a chat source) replayed at a share of the tokens"
+    )
+
+    @model_validator(mode="after")
+    def _lm_fits(self) -> BuildConfig:
+        if self.lm and self.lm.lengths and self.lm.lengths[-1] > self.shard.bucket_edges[-1]:
+            raise ValueError(
+                f"lm.lengths {self.lm.lengths} go beyond the largest bucket edge {self.shard.bucket_edges[-1]}: "
+                "such windows could never be trained on; drop them or add a larger shard.bucket_edges entry"
+            )
+        return self
+
+    def lm_lengths(self) -> list[int]:
+        """The stage lengths LM windows are cut at (``lm.lengths``, default the bucket edges)."""
+        return list(self.lm.lengths or self.shard.bucket_edges) if self.lm else []
 
 
 def _done(folder: Path, key: str) -> bool:
@@ -185,16 +212,50 @@ def synthesize_batch(
     return str(out)
 
 
-def shard_all(
-    qa_dirs: list[str], out_root: str | Path, cfg: ShardConfig, chat: list[ChatSource] | None = None
+def lm_batch(
+    doc_shard: str, out_root: str | Path, cfg: LMConfig, lengths: list[int], tokenizer: str | None
 ) -> str:
-    """Tokenize and shard every QA folder (and imported chat sources) into ``shards/``.
+    """Cut one document batch into LM records, ``lm/<batch>/`` (skipped when already done).
 
-    Skipped when identical. Inputs the build could not use are listed in the dataset card.
+    Every candidate window is written; the shard stage picks the share it needs.
+    """
+    from data_contracts.io import read_records
+    from pipeline.stages.lm import lm_corpus
+
+    out = Path(out_root) / "lm" / Path(doc_shard).stem
+    key = content_hash(Path(doc_shard).name, cfg.model_dump(mode="json"), lengths, tokenizer)
+    if not _done(out, key):
+        lm_corpus(read_records(doc_shard, SourceDocument), out, cfg, lengths, tokenizer)
+        _mark(out, key)
+    return str(out)
+
+
+def shard_all(
+    qa_dirs: list[str],
+    out_root: str | Path,
+    cfg: ShardConfig,
+    chat: list[ChatSource] | None = None,
+    lm_dirs: list[str] | None = None,
+    lm: LMConfig | None = None,
+    replay: ReplayConfig | None = None,
+) -> str:
+    """Tokenize and shard every QA folder (imported chat sources, LM records, replay) into ``shards/``.
+
+    Skipped when identical. Inputs the build could not use are listed in the dataset card; the
+    manifest and card report the data mix per bucket.
     """
     out = Path(out_root) / "shards"
     skipped = [SkippedInput(**item) for item in skipped_inputs(out_root)]
-    result: ShardResult = build_shards(sorted(qa_dirs), out, cfg, chat=chat or [], skipped=skipped)
+    result: ShardResult = build_shards(
+        sorted(qa_dirs),
+        out,
+        cfg,
+        chat=chat or [],
+        skipped=skipped,
+        lm_dirs=sorted(lm_dirs or []),
+        lm=lm,
+        replay=replay,
+    )
     return str(result.out_dir)
 
 
@@ -229,7 +290,7 @@ def build_counts(out_root: str | Path) -> list[dict]:
         else []
     )
     rows.append({"stage": "ingest", "item": "skipped inputs", "count": len(skipped)})
-    for stage in ("chunks", "qa"):
+    for stage in ("chunks", "qa", "lm"):
         for folder in sorted((root / stage).glob("*")):
             if (folder / "manifest.json").exists():
                 m = load_manifest(folder)

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from data_contracts import BuildManifest, resolve_in
 from data_contracts.io import atomic_write_text, read_table
+from pipeline.stages.mix import MixReport
 from pipeline.stages.split import build_split
 
 HISTOGRAM = "length_histogram.png"
@@ -75,10 +76,42 @@ def _synthesis_rejects(dropped: dict[str, int]) -> list[str]:
     ]
 
 
-def write_card(out: Path, manifest: BuildManifest, upstream_dropped: dict[str, int] | None = None) -> Path:
+def _mix_table(manifest: BuildManifest, notes: MixReport | None) -> list[str]:
+    """Rows and tokens per kind of record in each bucket, with the requested vs achieved shares."""
+    rows = [(b.upper, m) for b in manifest.buckets for m in b.mix]
+    if not rows or {m.kind for _, m in rows} <= {"qa"}:
+        return []  # a plain QA build: the bucket table says it all
+    lines = [
+        "## Data mix",
+        "",
+        "Shares are shares of tokens (sequence length): LM share = LM / (QA + document-level + LM) tokens "
+        "per bucket; replay share = replay / all tokens.",
+        "",
+        "| bucket (<= tokens) | kind | examples | tokens | share of bucket tokens | loss tokens |",
+        "|---|---|---|---|---|---|",
+    ]
+    totals = {b.upper: sum(m.tokens for m in b.mix) for b in manifest.buckets}
+    for upper, m in rows:
+        share = m.tokens / totals[upper] if totals[upper] else 0.0
+        lines.append(f"| {upper} | {m.kind} | {m.rows} | {m.tokens} | {share:.1%} | {m.loss_tokens} |")
+    lines.append("")
+    if notes:
+        lines += [f"- {line}" for line in notes.lines]
+        lines += [f"- **warning**: {w}" for w in notes.warnings]
+        lines.append("")
+    return lines
+
+
+def write_card(
+    out: Path,
+    manifest: BuildManifest,
+    upstream_dropped: dict[str, int] | None = None,
+    mix_notes: MixReport | None = None,
+) -> Path:
     """Write ``README.md`` and the histogram PNG next to the shards.
 
     ``upstream_dropped``: what synthesis rejected, by reason (shown so a reader sees what the gates caught).
+    ``mix_notes``: requested vs achieved shares of the data mix, and warnings where a source fell short.
     """
     lengths, depths = _columns(out, manifest)
     plot_histogram(lengths, manifest.bucket_edges, out / HISTOGRAM)
@@ -116,6 +149,7 @@ def write_card(out: Path, manifest: BuildManifest, upstream_dropped: dict[str, i
         "|---|---|---|---|",
         *[f"| {b.upper} | {b.rows} | {b.tokens} | {b.shards} |" for b in manifest.buckets],
         "",
+        *_mix_table(manifest, mix_notes),
         "## Task types",
         "",
         "| task | examples |",

@@ -25,6 +25,7 @@ from data_contracts import (
     BucketSummary,
     BuildManifest,
     Conversation,
+    LMRecord,
     QARecord,
     RejectedRecord,
     RejectReason,
@@ -37,17 +38,19 @@ from data_contracts import (
 )
 from data_contracts.io import read_table, sha256_file, table_to_ipc_bytes, write_records
 from pipeline.chat import ChatFormatter
-from pipeline.config import ChatSource, ShardConfig
+from pipeline.config import ChatSource, LMConfig, ReplayConfig, ShardConfig
 from pipeline.fingerprint import tokenizer_fingerprint
 from pipeline.io.chat_readers import read_conversations
 from pipeline.io.readers import InputProblem
+from pipeline.stages import mix
 from pipeline.stages.load import iter_dataset
 from pipeline.stages.shards import counts, new_manifest, save_manifest
-from pipeline.stages.split import HELDOUT_DIR, is_heldout
+from pipeline.stages.split import HELDOUT_DIR, is_heldout, key_is_heldout
 from pipeline.validate import load_manifest
 
 SCHEMA = to_arrow_schema(TokenizedExample)
 STAGING = ".staging"
+REPLAY_MIN_ROOM = 16  # replay stops when fewer tokens than this are left in its budget
 
 
 @dataclass
@@ -98,12 +101,36 @@ def formatter(cfg: ShardConfig) -> ChatFormatter:
 
 
 def tokenize_any(
-    rec: QARecord | Conversation, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str
+    rec: QARecord | Conversation | LMRecord, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str
 ) -> dict:
-    """One tokenized row for a QA record or an imported conversation."""
+    """One tokenized row for a QA record, an imported conversation or an LM record."""
+    if isinstance(rec, LMRecord):
+        return tokenize_lm(rec, fmt, config_hash)
     if isinstance(rec, Conversation):
         return tokenize_conversation(rec, fmt, cfg, config_hash)
     return tokenize_record(rec, fmt, cfg, config_hash)
+
+
+def tokenize_lm(rec: LMRecord, fmt: ChatFormatter, config_hash: str) -> dict:
+    """One tokenized row for an LM record: plain text (no template, whatever ``shard.format`` says).
+
+    Loss on every token; the end-of-sequence token follows only when the record ends its document.
+    """
+    ids = fmt.hf.backend_tokenizer.encode(rec.text, add_special_tokens=False).ids
+    if rec.ends_document and fmt.hf.eos_token_id is not None:
+        ids = [*ids, fmt.hf.eos_token_id]
+    return {
+        "example_id": make_id("ex", rec.lm_id, config_hash),
+        "qa_id": rec.lm_id,
+        "doc_ids": [rec.doc_id],
+        "task_type": "lm",
+        "input_ids": np.asarray(ids, dtype=np.int32),
+        "loss_weights": np.ones(len(ids), dtype=np.float32),
+        "length": len(ids),
+        "n_answer_tokens": len(ids),
+        "bucket": 0,
+        "evidence_depth_pct": float("nan"),  # no evidence: the document itself is the target
+    }
 
 
 def tokenize_conversation(conv: Conversation, fmt: ChatFormatter, cfg: ShardConfig, config_hash: str) -> dict:
@@ -185,20 +212,36 @@ def build_shards(
     workers: int = 1,
     chat: Sequence[ChatSource] = (),
     skipped: Sequence[SkippedInput] = (),
+    lm_dirs: Sequence[str | Path] = (),
+    lm: LMConfig | None = None,
+    replay: ReplayConfig | None = None,
 ) -> ShardResult:
     """Tokenize, bucket, sort and write shards; skip the work when an identical build exists.
 
     ``chat`` adds imported conversations (see :mod:`pipeline.io.chat_readers`); their bad rows, and
     ``skipped`` inputs of earlier stages, are listed in the manifest and the dataset card. With ``cfg.heldout_fraction > 0`` the held-out records go to ``out_dir/heldout`` (a complete
     build of its own, with manifest and card) and never into the training shards in ``out_dir``.
+    ``lm_dirs`` (folders of :class:`LMRecord`, see :mod:`pipeline.stages.lm`) are mixed in at
+    ``lm.share`` of the QA+LM tokens per bucket, ``replay`` rows at up to ``replay.share`` of all
+    tokens (:mod:`pipeline.stages.mix`); the manifest reports the mix per bucket.
     ``workers > 1`` tokenizes in that many processes (order and output are unchanged).
     """
+    if lm_dirs and lm is None:
+        raise ValueError("lm_dirs need an LMConfig (lm=...) that says which share of the tokens they get")
     if records is not None and cfg.heldout_fraction > 0:
         records = list(records)  # read twice: once per side of the split
     fmt = formatter(cfg)
     fingerprint = input_fingerprint(qa_dirs) if records is None else "records"
-    fingerprint = content_hash(fingerprint, chat_fingerprint(chat), [s.model_dump() for s in skipped])
-    inputs = _Inputs(qa_dirs, records, chat, list(skipped), tokenizer_fingerprint(cfg.tokenizer))
+    fingerprint = content_hash(
+        fingerprint,
+        chat_fingerprint(chat),
+        [s.model_dump() for s in skipped],
+        input_fingerprint(lm_dirs) if lm_dirs else None,
+        chat_fingerprint([replay]) if replay else None,
+    )
+    inputs = _Inputs(
+        qa_dirs, records, chat, list(skipped), tokenizer_fingerprint(cfg.tokenizer), list(lm_dirs), lm, replay
+    )
     sides = [("train", Path(out_dir))]
     if cfg.heldout_fraction > 0:
         sides.append(("heldout", Path(out_dir) / HELDOUT_DIR))
@@ -211,13 +254,19 @@ def build_shards(
 
 @dataclass
 class _Inputs:
-    """What a shard build reads: QA folders or records, imported chat sources, inputs skipped upstream."""
+    """What a shard build reads: QA records, chat sources, inputs skipped upstream, and the mix.
+
+    The mix: LM record folders with their share, replay rows with theirs.
+    """
 
     qa_dirs: Sequence[str | Path]
     records: Iterable[QARecord] | None
     chat: Sequence[ChatSource]
     skipped: list[SkippedInput]
     tokenizer_fingerprint: str
+    lm_dirs: list[str | Path] = field(default_factory=list)
+    lm: LMConfig | None = None
+    replay: ReplayConfig | None = None
 
     def stream(self, problems: list[SkippedInput]) -> Iterator[QARecord | Conversation]:
         """Every record to tokenize; unusable chat rows are appended to ``problems``."""
@@ -227,13 +276,59 @@ class _Inputs:
             for d in self.qa_dirs:
                 yield from iter_dataset(d, QARecord)
         for src in self.chat:
-            for item in read_conversations(
-                src.path or src.dataset, src.format, src.split, src.system_prompt, src.max_rows
-            ):
-                if isinstance(item, InputProblem):
-                    problems.append(SkippedInput(source=item.source, reason=item.reason))
-                else:
-                    yield item
+            yield from _conversations(src, problems)
+
+    def mix_spec(self) -> dict:
+        """The mix settings, for the config hash and the manifest."""
+        return {
+            "lm": self.lm.model_dump(mode="json") if self.lm and self.lm_dirs else None,
+            "replay": self.replay.model_dump(mode="json") if self.replay else None,
+        }
+
+
+def _conversations(src: ChatSource, problems: list[SkippedInput]) -> Iterator[Conversation]:
+    for item in read_conversations(
+        src.path or src.dataset, src.format, src.split, src.system_prompt, src.max_rows
+    ):
+        if isinstance(item, InputProblem):
+            problems.append(SkippedInput(source=item.source, reason=item.reason))
+        else:
+            yield item
+
+
+@dataclass
+class _Placer:
+    """Puts tokenized rows into their buckets (spilling to runs), counting tasks, kinds and drops."""
+
+    cfg: ShardConfig
+    staging: Path
+    progress: Callable[[int], None] | None
+    buckets: dict[int, _Bucket] = field(default_factory=lambda: defaultdict(_Bucket))
+    dropped: Counter = field(default_factory=Counter)
+    tasks: Counter = field(default_factory=Counter)
+    rejects: list[RejectedRecord] = field(default_factory=list)
+    tally: mix.MixTally = field(default_factory=mix.MixTally)
+    n_in: int = 0
+
+    def add(self, rec: QARecord | Conversation | LMRecord, row: dict) -> None:
+        """Place one tokenized row (or reject it when it exceeds the last bucket)."""
+        self.n_in += 1
+        edges = self.cfg.bucket_edges
+        k = bisect.bisect_left(edges, row["length"])
+        if k == len(edges):
+            self.dropped[RejectReason.OVER_MAX_BUCKET.value] += 1
+            self.rejects.append(_over_length(rec, row["length"], edges[-1]))
+            return
+        row["bucket"] = edges[k]
+        self.tasks[row["task_type"]] += 1
+        self.tally.add(row["bucket"], mix.kind_of(rec), row["length"], int(row["n_answer_tokens"]))
+        b = self.buckets[row["bucket"]]
+        b.rows.append(row)
+        b.tokens += row["length"]
+        if b.tokens >= self.cfg.run_tokens:
+            _spill(self.staging, row["bucket"], b)
+        if self.progress:
+            self.progress(1)
 
 
 def _build_split(
@@ -247,8 +342,14 @@ def _build_split(
     workers: int,
 ) -> ShardResult:
     # run_tokens only decides when to spill to disk; it must not change a single output byte.
+    spec = inputs.mix_spec()
     cfg_hash = content_hash(
-        cfg.model_dump(mode="json", exclude={"run_tokens"}), fmt.spec, fmt.template_hash, fingerprint, split
+        cfg.model_dump(mode="json", exclude={"run_tokens"}),
+        fmt.spec,
+        fmt.template_hash,
+        fingerprint,
+        split,
+        *([spec] if any(spec.values()) else []),  # builds without a mix keep their hashes
     )
     existing = _existing(out, cfg_hash)
     if existing is not None:
@@ -256,41 +357,31 @@ def _build_split(
     staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed run are never reused
     staging.mkdir(parents=True)
-    buckets: dict[int, _Bucket] = defaultdict(_Bucket)
-    dropped, tasks, rejects = Counter(), Counter(), []
-    n_in = 0
+    placer = _Placer(cfg, staging, progress)
     problems = list(inputs.skipped)
-    source = inputs.stream(problems)
     held = split == "heldout"
+    source = inputs.stream(problems)
     source = (r for r in source if is_heldout(r, cfg.heldout_fraction, cfg.heldout_by) == held)
     for rec, row in _tokenized(source, fmt, cfg, cfg_hash, workers):
-        n_in += 1
-        k = bisect.bisect_left(cfg.bucket_edges, row["length"])
-        if k == len(cfg.bucket_edges):
-            dropped[RejectReason.OVER_MAX_BUCKET.value] += 1
-            rejects.append(_over_length(rec, row["length"], cfg.bucket_edges[-1]))
-            continue
-        row["bucket"] = cfg.bucket_edges[k]
-        tasks[row["task_type"]] += 1
-        b = buckets[row["bucket"]]
-        b.rows.append(row)
-        b.tokens += row["length"]
-        if b.tokens >= cfg.run_tokens:
-            _spill(staging, row["bucket"], b)
-        if progress:
-            progress(1)
+        placer.add(rec, row)
+    report = mix.MixReport()
+    if inputs.lm and inputs.lm_dirs:
+        _mix_lm(inputs, placer, fmt, cfg, cfg_hash, held, workers, report)
+    if inputs.replay:
+        _mix_replay(inputs.replay, placer, fmt, cfg, cfg_hash, held, problems, report)
+    report.emit()
     shards = []
-    for edge in sorted(buckets):
-        _spill(staging, edge, buckets[edge])
-        shards.extend(_write_bucket(out, staging, edge, buckets[edge].runs, cfg, cfg_hash))
-    if rejects:
-        digest = write_records(out / "rejects-00000.arrow", rejects, RejectedRecord)
+    for edge in sorted(placer.buckets):
+        _spill(staging, edge, placer.buckets[edge])
+        shards.extend(_write_bucket(out, staging, edge, placer.buckets[edge].runs, cfg, cfg_hash))
+    if placer.rejects:
+        digest = write_records(out / "rejects-00000.arrow", placer.rejects, RejectedRecord)
         shards.append(
             ShardManifest(
                 path="rejects-00000.arrow",
                 contract=RejectedRecord.CONTRACT,
                 contract_version=RejectedRecord.VERSION,
-                rows=len(rejects),
+                rows=len(placer.rejects),
                 tokens=0,
                 min_length=0,
                 max_length=0,
@@ -306,29 +397,89 @@ def _build_split(
             rows=sum(s.rows for s in shards if s.bucket == e),
             tokens=sum(s.tokens for s in shards if s.bucket == e),
             shards=sum(s.bucket == e for s in shards),
+            mix=placer.tally.rows_for(e),
         )
         for e in cfg.bucket_edges
     ]
+    config = {**cfg.model_dump(mode="json"), "split": split}
+    if any(spec.values()):
+        config["mix"] = spec
     manifest = new_manifest(
         "tokenized",
-        json.dumps({**cfg.model_dump(mode="json"), "split": split}),
+        json.dumps(config),
         cfg_hash,
         shards,
         tokenizer=fmt.spec,
         tokenizer_fingerprint=inputs.tokenizer_fingerprint,
         bucket_edges=cfg.bucket_edges,
-        input_rows=n_in,
+        input_rows=placer.n_in,
         buckets=summaries,
-        task_counts=counts(tasks),
-        dropped=counts(dropped),
+        task_counts=counts(placer.tasks),
+        dropped=counts(placer.dropped),
         skipped=problems,
     )
     from pipeline.stages.card import write_card
 
     # The card first: the manifest marks the build as complete, so a crash here leaves no "done" build.
-    write_card(out, manifest, upstream_dropped=_upstream_dropped(inputs.qa_dirs))
+    write_card(out, manifest, upstream_dropped=_upstream_dropped(inputs.qa_dirs), mix_notes=report)
     save_manifest(out, manifest)
-    return ShardResult(out, manifest, over_length=sum(dropped.values()))
+    return ShardResult(out, manifest, over_length=sum(placer.dropped.values()))
+
+
+def _mix_lm(
+    inputs: _Inputs,
+    placer: _Placer,
+    fmt: ChatFormatter,
+    cfg: ShardConfig,
+    cfg_hash: str,
+    held: bool,
+    workers: int,
+    report: mix.MixReport,
+) -> None:
+    """Add the LM records that bring each bucket to ``lm.share`` of its QA+LM tokens."""
+    assert inputs.lm is not None
+    frac, by = cfg.heldout_fraction, cfg.heldout_by
+    candidates = (
+        c
+        for c in mix.lm_candidates(inputs.lm_dirs)
+        if key_is_heldout(c.doc_id if by == "document" else c.lm_id, frac) == held
+    )
+    qa = {e: placer.tally.tokens(e, mix.QA_KINDS) for e in cfg.bucket_edges}
+    picked, available = mix.pick_lm(candidates, qa, cfg.bucket_edges, inputs.lm.share, inputs.lm.seed)
+    chosen = (r for d in inputs.lm_dirs for r in iter_dataset(d, LMRecord) if r.lm_id in picked)
+    for rec, row in _tokenized(chosen, fmt, cfg, cfg_hash, workers):
+        placer.add(rec, row)
+    report.lm(placer.tally, cfg.bucket_edges, inputs.lm.share, available)
+
+
+def _mix_replay(
+    replay: ReplayConfig,
+    placer: _Placer,
+    fmt: ChatFormatter,
+    cfg: ShardConfig,
+    cfg_hash: str,
+    held: bool,
+    problems: list[SkippedInput],
+    report: mix.MixReport,
+) -> None:
+    """Add replay rows, in the seeded hash order, while they stay within ``replay.share`` of all tokens."""
+    rows = [
+        c.model_copy(update={"task_type": mix.REPLAY_TASK})
+        for c in _conversations(replay, problems)
+        if is_heldout(c, cfg.heldout_fraction, cfg.heldout_by) == held
+    ]
+    rows.sort(key=lambda c: mix.pick_order(replay.seed, c.conversation_id))
+    budget = mix.replay_budget(placer.tally.tokens(), replay.share)
+    used = available = 0
+    for conv in rows:
+        if budget - used < REPLAY_MIN_ROOM:  # full: tokenizing the rest would change nothing
+            break
+        row = tokenize_any(conv, fmt, cfg, cfg_hash)
+        available += row["length"]
+        if used + row["length"] <= budget:
+            used += row["length"]
+            placer.add(conv, row)
+    report.replay(placer.tally, replay.share, available)
 
 
 def _upstream_dropped(qa_dirs: Sequence[str | Path]) -> Counter:
@@ -396,7 +547,16 @@ def _existing(out: Path, cfg_hash: str) -> BuildManifest | None:
     return m if ok else None
 
 
-def _over_length(rec: QARecord | Conversation, length: int, limit: int) -> RejectedRecord:
+def _over_length(rec: QARecord | Conversation | LMRecord, length: int, limit: int) -> RejectedRecord:
+    if isinstance(rec, LMRecord):
+        return RejectedRecord(
+            reject_id=make_id("rej", "shard", rec.lm_id),
+            stage="shard",
+            reason=RejectReason.OVER_MAX_BUCKET,
+            doc_ids=[rec.doc_id],
+            detail=f"{rec.source}[{rec.char_start}:{rec.char_end}]: {length} tokens > last bucket {limit}; "
+            "cut LM windows at the bucket edges (lm.lengths)",
+        )
     if isinstance(rec, Conversation):
         return RejectedRecord(
             reject_id=make_id("rej", "shard", rec.conversation_id),
