@@ -99,7 +99,7 @@ class BuildConfig(BaseModel):
     teacher_concurrency: int = Field(2, ge=1, description="teacher batches in flight across the build")
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     lm: LMConfig | None = Field(
-        None, description="long-document LM records mixed with the QA (null: QA only); see docs/config.md"
+        None, description="long-document LM records mixed with the QA (null: QA only); see docs/data-mix.md"
     )
     replay: ReplayConfig | None = Field(
         None, description="short instruction data (a chat source) replayed at a share of the tokens"

@@ -122,18 +122,28 @@ def lm_candidates(lm_dirs: Sequence[str | Path]) -> Iterator[LMCandidate]:
                 yield LMCandidate(lm_id, doc_id, int(n))
 
 
+@dataclass(frozen=True)
+class LMPick:
+    """The picked LM record IDs, the LM tokens available per bucket, and the buckets that ran out."""
+
+    picked: frozenset[str]
+    available: dict[int, int]
+    exhausted: frozenset[int]
+
+
 def pick_lm(
     candidates: Iterable[LMCandidate],
     qa_tokens: dict[int, int],
     edges: Sequence[int],
     share: float,
     seed: int,
-) -> tuple[set[str], dict[int, int]]:
+) -> LMPick:
     """Pick LM records so that in each bucket lm / (qa + lm) tokens comes closest to ``share``.
 
     ``qa_tokens``: QA tokens already placed per bucket. Candidates are visited in the seeded hash
     order; one is taken when it brings its bucket's LM tokens closer to the target (``share == 1``:
-    every candidate). Returns the picked IDs and the LM tokens available per bucket.
+    every candidate). Records are whole, so a bucket ends within half a record of its target unless
+    its candidates run out (``exhausted``).
     """
     by_bucket: dict[int, list[LMCandidate]] = defaultdict(list)
     for c in candidates:
@@ -141,15 +151,20 @@ def pick_lm(
         if k < len(edges):
             by_bucket[edges[k]].append(c)
     targets = {e: (np.inf if share >= 1 else share / (1 - share) * qa_tokens.get(e, 0)) for e in edges}
-    available = {e: sum(c.length for c in cands) for e, cands in by_bucket.items()}
     picked: set[str] = set()
-    for edge, cands in by_bucket.items():
-        have = 0
-        for c in sorted(cands, key=lambda c: pick_order(seed, c.lm_id)):
+    exhausted = set()
+    for edge in edges:
+        have, cands = 0, sorted(by_bucket.get(edge, []), key=lambda c: pick_order(seed, c.lm_id))
+        for c in cands:
             if have + c.length / 2 < targets[edge]:  # taking it gets closer to the target
                 picked.add(c.lm_id)
                 have += c.length
-    return picked, available
+        if have + (cands[-1].length / 2 if cands else 0) < targets[edge] and all(
+            c.lm_id in picked for c in cands
+        ):
+            exhausted.add(edge)
+    available = {e: sum(c.length for c in cands) for e, cands in by_bucket.items()}
+    return LMPick(frozenset(picked), available, frozenset(exhausted))
 
 
 def replay_budget(other_tokens: int, share: float) -> int:
@@ -164,7 +179,7 @@ class MixReport:
     lines: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def lm(self, tally: MixTally, edges: Sequence[int], share: float, available: dict[int, int]) -> None:
+    def lm(self, tally: MixTally, edges: Sequence[int], share: float, pick: LMPick) -> None:
         """Per bucket: requested vs achieved LM share; a warning where the documents ran out."""
         for e in edges:
             qa, lm = tally.tokens(e, QA_KINDS), tally.tokens(e, ["lm"])
@@ -173,29 +188,27 @@ class MixReport:
             got = lm_share(qa, lm)
             self.lines.append(
                 f"bucket <= {e}: LM share {got:.1%} of QA+LM tokens (requested {share:.0%}; "
-                f"{available.get(e, 0)} LM tokens available)"
+                f"{pick.available.get(e, 0)} LM tokens available)"
             )
-            if got < share - SHORT_BY:
+            if got < share - SHORT_BY and e in pick.exhausted:
                 self.warnings.append(
-                    f"bucket <= {e}: LM share {got:.1%} < requested {share:.0%}: "
-                    + (
-                        "no QA records in this bucket to mix with"
-                        if not qa
-                        else f"the documents give only {available.get(e, 0)} LM tokens at this length; "
-                        "add documents or lower lm.share"
-                    )
+                    f"bucket <= {e}: LM share {got:.1%} < requested {share:.0%}: the documents give only "
+                    f"{pick.available.get(e, 0)} LM tokens at this length; add documents or lower lm.share"
                 )
         total_qa, total_lm = tally.tokens(None, QA_KINDS), tally.tokens(None, ["lm"])
         self.lines.append(f"all buckets: LM share {lm_share(total_qa, total_lm):.1%} of QA+LM tokens")
 
-    def replay(self, tally: MixTally, share: float, available: int) -> None:
-        """Replay share of all tokens; a warning when the source is too small for it."""
+    def replay(self, tally: MixTally, share: float, available: int | None) -> None:
+        """Replay share of all tokens; a warning when the source is too small for it.
+
+        ``available``: tokens of the whole replay source, or ``None`` when it was not read to the end
+        (the budget filled up first).
+        """
         total, replay = tally.tokens(), tally.tokens(None, ["replay"])
         got = replay / total if total else 0.0
-        self.lines.append(
-            f"replay share {got:.1%} of all tokens (cap {share:.0%}; {available} replay tokens available)"
-        )
-        if got < share - SHORT_BY:
+        source = "source larger than the cap" if available is None else f"{available} replay tokens available"
+        self.lines.append(f"replay share {got:.1%} of all tokens (cap {share:.0%}; {source})")
+        if available is not None and got < share - SHORT_BY:
             self.warnings.append(
                 f"replay share {got:.1%} < requested {share:.0%}: the replay source has only {available} "
                 "tokens (after the held-out split); add rows or lower replay.share"
@@ -213,6 +226,7 @@ __all__ = [
     "DOC_TASKS",
     "KINDS",
     "LMCandidate",
+    "LMPick",
     "MixReport",
     "MixTally",
     "kind_of",

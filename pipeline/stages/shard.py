@@ -445,11 +445,11 @@ def _mix_lm(
         if key_is_heldout(c.doc_id if by == "document" else c.lm_id, frac) == held
     )
     qa = {e: placer.tally.tokens(e, mix.QA_KINDS) for e in cfg.bucket_edges}
-    picked, available = mix.pick_lm(candidates, qa, cfg.bucket_edges, inputs.lm.share, inputs.lm.seed)
-    chosen = (r for d in inputs.lm_dirs for r in iter_dataset(d, LMRecord) if r.lm_id in picked)
+    pick = mix.pick_lm(candidates, qa, cfg.bucket_edges, inputs.lm.share, inputs.lm.seed)
+    chosen = (r for d in inputs.lm_dirs for r in iter_dataset(d, LMRecord) if r.lm_id in pick.picked)
     for rec, row in _tokenized(chosen, fmt, cfg, cfg_hash, workers):
         placer.add(rec, row)
-    report.lm(placer.tally, cfg.bucket_edges, inputs.lm.share, available)
+    report.lm(placer.tally, cfg.bucket_edges, inputs.lm.share, pick)
 
 
 def _mix_replay(
@@ -473,6 +473,7 @@ def _mix_replay(
     used = available = 0
     for conv in rows:
         if budget - used < REPLAY_MIN_ROOM:  # full: tokenizing the rest would change nothing
+            available = None
             break
         row = tokenize_any(conv, fmt, cfg, cfg_hash)
         available += row["length"]

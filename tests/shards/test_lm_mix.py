@@ -195,3 +195,24 @@ def test_bad_mix_config_is_a_clear_error(tmp_path, patch, where):
     with pytest.raises(ConfigError) as err:
         load_build_config(path)
     assert where in str(err.value), err.value
+
+
+def test_pick_is_seeded_closest_to_the_target_and_flags_a_short_source():
+    from pipeline.stages.mix import LMCandidate, pick_lm
+
+    cands = [LMCandidate(f"lm-{i}", f"doc-{i % 3}", 400 + i) for i in range(20)]  # all in bucket 512
+    pick = pick_lm(cands, {512: 7000}, [512, 1024], share=0.3, seed=0)
+    got = sum(c.length for c in cands if c.lm_id in pick.picked)
+    assert abs(got - 0.3 / 0.7 * 7000) <= 512 / 2 and not pick.exhausted
+    assert pick_lm(reversed(cands), {512: 7000}, [512, 1024], 0.3, 0).picked == pick.picked  # order-free
+    assert pick_lm(cands, {512: 7000}, [512, 1024], 0.3, 1).picked != pick.picked  # the seed decides
+    short = pick_lm(cands[:2], {512: 7000}, [512, 1024], share=0.3, seed=0)
+    assert short.picked == {"lm-0", "lm-1"} and short.exhausted == {512}
+    assert pick_lm(cands, {}, [512, 1024], share=1.0, seed=0).picked == {c.lm_id for c in cands}
+
+
+def test_mix_config_in_configs_loads():
+    from flows.config import load_build_config
+
+    cfg = load_build_config("configs/mix.yaml")
+    assert cfg.lm and cfg.lm.share == 0.3 and cfg.synth.doc_tasks and cfg.lm_lengths() == EDGES
