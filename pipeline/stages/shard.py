@@ -365,9 +365,11 @@ def _build_split(
     for rec, row in _tokenized(source, fmt, cfg, cfg_hash, workers):
         placer.add(rec, row)
     report = mix.MixReport()
-    if inputs.lm and inputs.lm_dirs:
+    # The mix is training data: the held-out split stays QA only, so evaluation scores answers, and
+    # LM windows of held-out documents are used nowhere (the key filter keeps them out of training).
+    if inputs.lm and inputs.lm_dirs and not held:
         _mix_lm(inputs, placer, fmt, cfg, cfg_hash, held, workers, report)
-    if inputs.replay:
+    if inputs.replay and not held:
         _mix_replay(inputs.replay, placer, fmt, cfg, cfg_hash, held, problems, report)
     report.emit()
     shards = []

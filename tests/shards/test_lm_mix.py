@@ -22,6 +22,7 @@ from pipeline.stages import build as stages
 from pipeline.stages.load import iter_dataset
 from pipeline.stages.mix import QA_KINDS
 from pipeline.validate import load_manifest, validate_path
+from tests.conftest import REPO
 from tests.synthesis.adversarial_server import AdversarialTeacher
 
 EDGES = [512, 1024, 2048]
@@ -214,5 +215,21 @@ def test_pick_is_seeded_closest_to_the_target_and_flags_a_short_source():
 def test_mix_config_in_configs_loads():
     from flows.config import load_build_config
 
-    cfg = load_build_config("configs/mix.yaml")
+    cfg = load_build_config(REPO / "configs" / "mix.yaml")
     assert cfg.lm and cfg.lm.share == 0.3 and cfg.synth.doc_tasks and cfg.lm_lengths() == EDGES
+
+
+def test_heldout_split_stays_qa_only_and_its_documents_give_no_lm_records(mixed, tmp_path):
+    from pipeline.stages.split import key_is_heldout
+
+    qa, _, shard = mixed["args"]
+    split = shard.model_copy(update={"heldout_fraction": 0.5, "heldout_by": "document"})
+    out = stages.shard_all(qa, tmp_path, split, **mixed["mix"])
+    held = load_manifest(f"{out}/heldout")
+    assert held.rows and {m.kind for b in held.buckets for m in b.mix} <= {"qa", "doc_task"}
+    lm_docs = set()
+    for s in load_manifest(out).shards:
+        if s.bucket is not None:
+            t = read_table(f"{out}/{s.path}").select(["task_type", "doc_ids"]).to_pylist()
+            lm_docs |= {d for r in t if r["task_type"] == "lm" for d in r["doc_ids"]}
+    assert lm_docs and not any(key_is_heldout(d, 0.5) for d in lm_docs)
