@@ -639,7 +639,11 @@ def inspect_lines(out_dir: str | Path, width: int = 40) -> list[str]:
     top = max((b.rows for b in m.buckets), default=0) or 1
     for b in m.buckets:
         bar = "#" * round(width * b.rows / top)
-        lines.append(f"  <= {b.upper:>6}: {b.rows:>7} rows {b.tokens:>11} tokens  {bar}")
+        mixed = ", ".join(f"{m.kind} {m.tokens / b.tokens:.0%}" for m in b.mix) if len(b.mix) > 1 else ""
+        lines.append(
+            f"  <= {b.upper:>6}: {b.rows:>7} rows {b.tokens:>11} tokens  {bar}"
+            + (f"  [{mixed}]" if mixed else "")
+        )
     for c in m.task_counts:
         lines.append(f"  task {c.name}: {c.count}")
     for c in m.dropped:

@@ -21,6 +21,7 @@ from pipeline.config import ChunkerConfig, LMConfig, ReplayConfig, ShardConfig, 
 from pipeline.stages import build as stages
 from pipeline.stages.load import iter_dataset
 from pipeline.stages.mix import QA_KINDS
+from pipeline.stages.shard import inspect_lines
 from pipeline.validate import load_manifest, validate_path
 from tests.conftest import REPO
 from tests.synthesis.adversarial_server import AdversarialTeacher
@@ -102,6 +103,7 @@ def test_manifest_reports_one_mix_of_qa_doc_tasks_lm_and_replay(mixed):
     assert json.loads(m.config_json)["mix"]["lm"]["share"] == LM_SHARE
     card = open(f"{mixed['shards']}/README.md").read()
     assert "## Data mix" in card and "| lm |" in card and "| replay |" in card
+    assert any("lm " in line and "qa " in line for line in inspect_lines(mixed["shards"]))
 
 
 def test_lm_share_per_bucket_is_the_requested_token_share(mixed):
