@@ -21,6 +21,23 @@ from pipeline.tokenizer import TokenizerAdapter, load_tokenizer
 EOS_RESERVE = 1  # a record that ends its document gets the end-of-sequence token after its text
 
 
+class _SharedOffsets(SlidingWindowChunker):
+    """The sliding-window chunker, with the document's token offsets shared between window lengths.
+
+    Tokenizing the whole document was half the cost, once per length; the offsets do not depend
+    on the length, so the chunkers of one windower share the last document's.
+    """
+
+    def __init__(self, cache: dict, **kwargs):
+        super().__init__(**kwargs)
+        self._cache = cache
+
+    def _offsets(self, text, ix):
+        if self._cache.get("text") is not text:
+            self._cache.update(text=text, offsets=super()._offsets(text, ix))
+        return self._cache["offsets"]
+
+
 class LMWindower:
     """Cuts documents into LM records at the given stage lengths.
 
@@ -42,8 +59,10 @@ class LMWindower:
         self.config_hash = content_hash(
             "lm", self.tokenizer.fingerprint, self.lengths, cfg.overlap, cfg.min_tokens
         )
+        shared: dict = {}
         self._chunkers = {
-            n: SlidingWindowChunker(
+            n: _SharedOffsets(
+                shared,
                 tokenizer=self.tokenizer,
                 max_tokens=n - EOS_RESERVE,
                 stride_tokens=max(1, round((n - EOS_RESERVE) * (1 - cfg.overlap))),

@@ -17,6 +17,7 @@ import pytest
 from data_contracts import LMRecord, SourceDocument
 from data_contracts.io import read_records, read_table
 from pipeline.chat import ChatFormatter
+from pipeline.chunking import SlidingWindowChunker
 from pipeline.config import ChunkerConfig, LMConfig, ReplayConfig, ShardConfig, SynthConfig, TeacherConfig
 from pipeline.stages import build as stages
 from pipeline.stages.load import iter_dataset
@@ -135,6 +136,13 @@ def test_lm_windows_have_exact_offsets_and_carry_loss_on_every_token(mixed, smol
         assert docs[r.doc_id].text[r.char_start : r.char_end] == r.text
         assert smol_tokenizer.count(r.text) == r.token_count
         assert r.window is None or r.length <= r.window
+    # The windower shares token offsets between lengths: its windows are the sliding chunker's.
+    doc = max(docs.values(), key=lambda d: d.n_chars)
+    plain = SlidingWindowChunker(tokenizer=smol_tokenizer, max_tokens=1023, stride_tokens=1023)
+    ours = sorted(
+        (r.char_start, r.char_end) for r in records.values() if r.doc_id == doc.doc_id and r.window == 1024
+    )
+    assert ours == [(c.char_start, c.char_end) for c in plain.chunk_document(doc) if c.token_count >= 64]
     fmt = ChatFormatter()
     seen = 0
     for s in load_manifest(mixed["shards"]).shards:
