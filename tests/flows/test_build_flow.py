@@ -9,6 +9,7 @@ from pipeline.validate import load_manifest, validate_path
 from tests.flows.conftest import build_cfg
 
 pytestmark = pytest.mark.usefixtures("prefect_backend")
+LM = {"share": 0.3}  # long-document LM records mixed in (issue 17): mapped like chunking, mixed at shard
 
 
 def _hashes(folder):
@@ -20,10 +21,12 @@ def test_build_writes_valid_shards_skips_bad_files_and_caches(build_sources, tmp
 
     from flows.build import build_dataset, build_with_runner
 
-    cfg = BuildConfig.model_validate(build_cfg(build_sources, tmp_path / "b"))
+    cfg = BuildConfig.model_validate({**build_cfg(build_sources, tmp_path / "b"), "lm": LM})
     shards = build_with_runner(cfg)
     report = validate_path(shards)
     assert report.manifest.kind == "tokenized" and report.rows > 0
+    kinds = {m.kind for b in report.manifest.buckets for m in b.mix}
+    assert kinds == {"qa", "lm"}, kinds  # the LM task ran and the shard task mixed its records in
     skipped = (tmp_path / "b" / "docs" / "skipped.json").read_text()
     assert "broken.txt" in skipped and "empty.md" in skipped
     first = _hashes(shards)
@@ -37,9 +40,13 @@ def test_build_writes_valid_shards_skips_bad_files_and_caches(build_sources, tmp
 def test_dask_local_cluster_build_equals_threaded_build(build_sources, tmp_path):
     from flows.build import build_with_runner
 
-    threaded = build_with_runner(BuildConfig.model_validate(build_cfg(build_sources, tmp_path / "t")))
+    threaded = build_with_runner(
+        BuildConfig.model_validate({**build_cfg(build_sources, tmp_path / "t"), "lm": LM})
+    )
     dask = build_with_runner(
-        BuildConfig.model_validate(build_cfg(build_sources, tmp_path / "d", kind="dask", max_workers=2))
+        BuildConfig.model_validate(
+            {**build_cfg(build_sources, tmp_path / "d", kind="dask", max_workers=2), "lm": LM}
+        )
     )
     assert _hashes(threaded) == _hashes(dask)
 
