@@ -368,9 +368,9 @@ def _build_split(
     # The mix is training data: the held-out split stays QA only, so evaluation scores answers, and
     # LM windows of held-out documents are used nowhere (the key filter keeps them out of training).
     if inputs.lm and inputs.lm_dirs and not held:
-        _mix_lm(inputs, placer, fmt, cfg, cfg_hash, held, workers, report)
+        _mix_lm(inputs, placer, fmt, cfg, cfg_hash, workers, report)
     if inputs.replay and not held:
-        _mix_replay(inputs.replay, placer, fmt, cfg, cfg_hash, held, problems, report)
+        _mix_replay(inputs.replay, placer, fmt, cfg, cfg_hash, problems, report)
     report.emit()
     shards = []
     for edge in sorted(placer.buckets):
@@ -434,17 +434,19 @@ def _mix_lm(
     fmt: ChatFormatter,
     cfg: ShardConfig,
     cfg_hash: str,
-    held: bool,
     workers: int,
     report: mix.MixReport,
 ) -> None:
-    """Add the LM records that bring each bucket to ``lm.share`` of its QA+LM tokens."""
+    """Add the LM records that bring each training bucket to ``lm.share`` of its QA+LM tokens.
+
+    Windows of held-out documents (or held-out single records) are never candidates.
+    """
     assert inputs.lm is not None
     frac, by = cfg.heldout_fraction, cfg.heldout_by
     candidates = (
         c
         for c in mix.lm_candidates(inputs.lm_dirs)
-        if key_is_heldout(c.doc_id if by == "document" else c.lm_id, frac) == held
+        if not key_is_heldout(c.doc_id if by == "document" else c.lm_id, frac)
     )
     qa = {e: placer.tally.tokens(e, mix.QA_KINDS) for e in cfg.bucket_edges}
     pick = mix.pick_lm(candidates, qa, cfg.bucket_edges, inputs.lm.share, inputs.lm.seed)
@@ -460,15 +462,14 @@ def _mix_replay(
     fmt: ChatFormatter,
     cfg: ShardConfig,
     cfg_hash: str,
-    held: bool,
     problems: list[SkippedInput],
     report: mix.MixReport,
 ) -> None:
-    """Add replay rows, in the seeded hash order, while they stay within ``replay.share`` of all tokens."""
+    """Add replay rows (training split), in the seeded hash order, within ``replay.share`` of all tokens."""
     rows = [
         c.model_copy(update={"task_type": mix.REPLAY_TASK})
         for c in _conversations(replay, problems)
-        if is_heldout(c, cfg.heldout_fraction, cfg.heldout_by) == held
+        if not is_heldout(c, cfg.heldout_fraction, cfg.heldout_by)
     ]
     rows.sort(key=lambda c: mix.pick_order(replay.seed, c.conversation_id))
     budget = mix.replay_budget(placer.tally.tokens(), replay.share)
@@ -479,7 +480,7 @@ def _mix_replay(
             break
         row = tokenize_any(conv, fmt, cfg, cfg_hash)
         available += row["length"]
-        if used + row["length"] <= budget:
+        if used + row["length"] <= budget and row["length"] <= cfg.bucket_edges[-1]:
             used += row["length"]
             placer.add(conv, row)
     report.replay(placer.tally, replay.share, available)
