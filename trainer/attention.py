@@ -174,14 +174,21 @@ def varlen_attention(
 
 def _refuse_inferred_packing(kwargs: dict, q_len: int) -> None:
     pos = kwargs.get("position_ids")
-    if pos is not None and q_len > 1 and pos.shape[-1] == q_len and bool((pos[..., 1:] <= pos[..., :-1]).any()):
+    if (
+        pos is not None
+        and q_len > 1
+        and pos.shape[-1] == q_len
+        and bool((pos[..., 1:] <= pos[..., :-1]).any())
+    ):
         raise ValueError(
             "packed position_ids without cu_seq_lens_q: lengthwise attention never infers sample "
             "boundaries; pass cu_seq_lens_q/max_length_q (trainer.model.hidden_and_head does)"
         )
 
 
-def _forward_for(backend: str):
+def forward_for(backend: str):
+    """The attention-interface function of ``backend`` (packs by ``cu_seq_lens_q``, SDPA otherwise)."""
+
     def attention_forward(
         module,
         query,
@@ -220,7 +227,7 @@ def _forward_for(backend: str):
     return attention_forward
 
 
-def _mask_hook(**kwargs):
+def mask_hook(**kwargs):
     """No mask for a training pack; transformers' SDPA mask otherwise (padding, generation with a cache).
 
     A pack's boundaries travel as cu_seqlens, so the position-reset packing transformers may detect is
@@ -241,5 +248,5 @@ def register() -> None:
     from transformers.masking_utils import AttentionMaskInterface
 
     for backend in BACKENDS:
-        AttentionInterface.register(attn_name(backend), _forward_for(backend))
-        AttentionMaskInterface.register(attn_name(backend), _mask_hook)
+        AttentionInterface.register(attn_name(backend), forward_for(backend))
+        AttentionMaskInterface.register(attn_name(backend), mask_hook)

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from trainer import sequence
+from trainer import attention, sequence
 from trainer.config import TrainConfig
 from trainer.distributed import World
 from trainer.loss import weighted_loss
@@ -43,6 +43,7 @@ class Parallel:
     data: str
     seq: int
     seq_group: dist.ProcessGroup | None
+    seq_backend: str = "sdpa"  # the varlen attention backend Ulysses runs on its gathered heads
 
     @property
     def dp_size(self) -> int:
@@ -67,7 +68,9 @@ class LossModel(nn.Module):
         super().__init__()
         self.model, self.chunk_tokens, self.autocast = model, chunk_tokens, autocast
 
-    def forward(self, input_ids, position_ids=None, targets=None, weights=None, cu_seqlens=None, max_seqlen=None):
+    def forward(
+        self, input_ids, position_ids=None, targets=None, weights=None, cu_seqlens=None, max_seqlen=None
+    ):
         """Weighted loss of one packed row (its share of the optimizer step).
 
         Given a function instead of token ids, returns ``fn(model)`` (see :func:`on_whole_model`).
@@ -137,8 +140,9 @@ def wrap(model: nn.Module, cfg: TrainConfig, world: World, autocast) -> Parallel
     """Wrap the peft model for this launch: as is (one process), DDP or FSDP2; set up Ulysses groups."""
     check(cfg, world)
     n = cfg.parallel.sequence
+    backend = attention.backend_of(model.config._attn_implementation) or "sdpa"
     if n > 1:
-        model.config._attn_implementation = sequence.register()
+        model.config._attn_implementation = sequence.register(backend)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         base.config._attn_implementation = sequence.NAME
     module: nn.Module = LossModel(model, cfg.ce_chunk_tokens, autocast)
@@ -151,7 +155,7 @@ def wrap(model: nn.Module, cfg: TrainConfig, world: World, autocast) -> Parallel
             ids = [world.device.index] if world.device.type == "cuda" else None
             module = DDP(module, device_ids=ids)
             module.register_comm_hook(None, _sum_hook)
-    return Parallel(world, module, model, cfg.parallel.data, n, _sequence_groups(world, n))
+    return Parallel(world, module, model, cfg.parallel.data, n, _sequence_groups(world, n), backend)
 
 
 def on_whole_model(par: Parallel, fn):
@@ -176,7 +180,7 @@ def forward_backward(par: Parallel, batch, last: bool) -> tuple[float, int]:
     ctx = contextlib.nullcontext()
     if par.seq > 1:
         batch, cu = sequence.split(batch, par.seq_rank, par.seq)
-        ctx = sequence.sharded(par.seq_group, par.seq, cu)
+        ctx = sequence.sharded(par.seq_group, par.seq, cu, par.seq_backend)
         tokens = tokens if par.seq_rank == 0 else 0
     sync = contextlib.nullcontext()
     if not last and hasattr(par.module, "no_sync"):

@@ -11,7 +11,8 @@ wired into the DeepSpeed engine (its process-group object goes to ``deepspeed.in
 place of FSDP2); yunchang is built around flash-attn kernels (CUDA); torch's experimental
 ``context_parallel`` is ring attention over SDPA without document boundaries (only flex masks, which
 have no CPU backward). None fits FSDP2 + our per-document attention on the gloo/CPU test path; this
-module is two autograd-aware collectives around a per-document attention call.
+module is two autograd-aware collectives around ``trainer.attention.varlen_attention`` (the same
+FlashAttention-2 / flex / per-document SDPA call a single rank makes).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+
+from trainer.attention import cu_seqlens_from_lengths, forward_for, mask_hook, varlen_attention
 
 NAME = "lengthwise_ulysses"
 
@@ -30,30 +32,13 @@ NAME = "lengthwise_ulysses"
 class _Active:
     group: dist.ProcessGroup
     size: int
-    cu_seqlens: list[int]  # document boundaries of the whole (padded) pack
+    cu_seqlens: torch.Tensor  # document boundaries of the whole (padded) pack, int32 [n + 1]
+    max_seqlen: int
+    backend: str  # trainer.attention backend run on the gathered heads (sdpa, flash, flex)
 
 
 _ACTIVE: _Active | None = None
-
-
-def document_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens: list[int], scaling: float | None
-) -> torch.Tensor:
-    """Causal attention inside each document of a packed row; ``[B, H, L, D]`` in, ``[B, L, H, D]`` out.
-
-    One SDPA call per document (memory-efficient kernel, no L x L mask), so no token sees another sample.
-    """
-    if key.shape[1] != query.shape[1]:  # grouped-query attention
-        rep = query.shape[1] // key.shape[1]
-        key, value = key.repeat_interleave(rep, dim=1), value.repeat_interleave(rep, dim=1)
-    parts = [
-        F.scaled_dot_product_attention(
-            query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True, scale=scaling
-        )
-        for a, b in zip(cu_seqlens[:-1], cu_seqlens[1:], strict=True)
-        if b > a
-    ]
-    return torch.cat(parts, dim=2).transpose(1, 2).contiguous()
+_SINGLE = [forward_for("sdpa")]  # attention outside a pass; set by register()
 
 
 def _all_to_all(x: torch.Tensor, scatter_dim: int, gather_dim: int, group, size: int) -> torch.Tensor:
@@ -68,14 +53,13 @@ def _all_to_all(x: torch.Tensor, scatter_dim: int, gather_dim: int, group, size:
 def ulysses_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, **kwargs):
     """Attention-interface function: head-sharded per-document attention inside a sequence-parallel pass.
 
-    Outside :func:`sharded` (evaluation, generation, the isolation check) it is transformers' SDPA
-    path with the mask :func:`ulysses_mask` built for it, exactly as without sequence parallelism.
+    Outside :func:`sharded` (one rank's whole pack, evaluation, generation, the isolation check) it is
+    the single-rank lengthwise attention of the registered backend, exactly as without sequence
+    parallelism.
     """
     state = _ACTIVE
     if state is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(
+        return _SINGLE[0](
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
     n, group = state.size, state.group
@@ -88,38 +72,50 @@ def ulysses_attention(module, query, key, value, attention_mask=None, scaling=No
         )
     # [B, H, L/n, D] -> [B, H/n, L, D]
     q, k, v = (_all_to_all(t, 1, 2, group, n) for t in (query, key, value))
-    out = document_attention(q, k, v, state.cu_seqlens, scaling)  # [B, L, H/n, D]
+    out = varlen_attention(q, k, v, state.cu_seqlens, state.max_seqlen, scaling, state.backend)
+    out = out.transpose(1, 2).contiguous()  # [B, H/n, L, D] -> [B, L, H/n, D]
     # [B, L, H/n, D] -> [B, L/n, H, D]
     return _all_to_all(out, 1, 2, group, n), None
 
 
-def ulysses_mask(*args, **kwargs):
-    """Mask-interface function: none inside a sequence-parallel pass, the SDPA mask otherwise.
+def ulysses_mask(**kwargs):
+    """Mask-interface function: none inside a sequence-parallel pass, lengthwise's mask hook otherwise.
 
     Inside, the pack's boundaries come from ``cu_seqlens`` and no L x L tensor is built.
     """
     if _ACTIVE is not None:
         return None
-    from transformers.masking_utils import sdpa_mask
-
-    return sdpa_mask(*args, **kwargs)
+    return mask_hook(**kwargs)
 
 
-def register() -> str:
-    """Register the attention and mask functions with transformers' interfaces; returns their name."""
+def register(backend: str = "sdpa") -> str:
+    """Register the attention and mask functions with transformers' interfaces; returns their name.
+
+    ``backend`` (sdpa, flash, flex) runs on the gathered heads inside a pass and on its own outside.
+    """
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
+    _SINGLE[0] = forward_for(backend)
     AttentionInterface.register(NAME, ulysses_attention)
     AttentionMaskInterface.register(NAME, ulysses_mask)
     return NAME
 
 
 @contextlib.contextmanager
-def sharded(group: dist.ProcessGroup, size: int, cu_seqlens: list[int]):
-    """Make attention sequence-parallel for the forward and backward passes run inside."""
+def sharded(group: dist.ProcessGroup, size: int, cu_seqlens: list[int], backend: str = "sdpa"):
+    """Make attention sequence-parallel for the forward and backward passes run inside.
+
+    ``backend`` is the one the model would use without sequence parallelism (FlashAttention-2
+    varlen or flex on CUDA, per-document SDPA on CPU): after the all-to-all each rank holds whole
+    documents for its heads, so the same varlen call applies. One boundary tensor per pack, so
+    every layer (and the checkpointed recompute) reuses its host copy or BlockMask.
+    """
     global _ACTIVE
-    previous, _ACTIVE = _ACTIVE, _Active(group, size, cu_seqlens)
+    lengths = [b - a for a, b in zip(cu_seqlens[:-1], cu_seqlens[1:], strict=True)]
+    cu = cu_seqlens_from_lengths(lengths)
+    state = _Active(group, size, cu, max(lengths), backend)
+    previous, _ACTIVE = _ACTIVE, state
     try:
         yield
     finally:

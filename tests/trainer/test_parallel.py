@@ -152,7 +152,10 @@ def test_sigkilled_fsdp_run_with_dropout_resumes_bit_identically(tiny_model, tin
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_sequence_parallel_per_sample_losses_and_grads_equal_one_process(tiny_model, tmp_path):
+def test_sequence_parallel_per_sample_losses_and_grads_equal_one_process(tiny_model, tmp_path, monkeypatch):
+    # A fixed mmap threshold makes glibc hand large blocks back to the OS, so the memory cap in
+    # sp_check.py counts what each step holds, not what an earlier step left in malloc's free lists.
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
     out = tmp_path / "sp.json"
     proc = _torchrun([str(HERE / "sp_check.py"), str(tiny_model), str(out)])
     assert proc.wait(timeout=600) == 0
@@ -161,6 +164,10 @@ def test_sequence_parallel_per_sample_losses_and_grads_equal_one_process(tiny_mo
     for single, sp in zip(r["losses_single"], r["losses_sp"], strict=True):
         assert sp == pytest.approx(single, rel=1e-6)
     assert r["grad_max_abs_diff"] <= 1e-5 * r["grad_max_abs"]
+    # A pack one process cannot train within the budget trains under sequence parallel 2.
+    assert r["pack_tokens"] == 24_000 and r["budget_mib"] == 160
+    assert r["capped_single"] == "out of memory"
+    assert r["capped_sp"] == "ok" and r["capped_sp_grads"]
 
 
 def test_sequence_degree_must_divide_the_processes(tiny_model, tiny_shards, tmp_path):
