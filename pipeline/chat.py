@@ -160,6 +160,8 @@ class ChatFormatter:
         the end-of-turn token that follows it, so the model learns to stop.
         """
         weights = _turn_weights(turns, assistant_turns)
+        if all(t.role.value == "text" for t in turns):  # plain text (an LM record): never a template
+            return self._render_plain(turns, weights, with_system=False)
         if self.completion:
             return self._render_plain(turns, weights)
         msgs = [{"role": t.role.value, "content": t.content} for t in turns]
@@ -188,9 +190,12 @@ class ChatFormatter:
             spans.append(self._with_eos(full, start, start + len(msgs[k]["content"]), w))
         return full, spans
 
-    def _render_plain(self, turns, weights) -> tuple[str, list[tuple[int, int, float]]]:
+    def _render_plain(
+        self, turns, weights, with_system: bool = True
+    ) -> tuple[str, list[tuple[int, int, float]]]:
         parts, spans, pos = [], [], 0
-        system = [self.system_prompt] if self.system_prompt and turns[0].role.value != "system" else []
+        add_system = with_system and self.system_prompt and turns[0].role.value != "system"
+        system = [self.system_prompt] if add_system else []
         for text, w in [(s, 0.0) for s in system] + [
             (t.content, w) for t, w in zip(turns, weights, strict=True)
         ]:

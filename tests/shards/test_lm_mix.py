@@ -243,3 +243,19 @@ def test_heldout_split_stays_qa_only_and_its_documents_give_no_lm_records(mixed,
             t = read_table(f"{out}/{s.path}").select(["task_type", "doc_ids"]).to_pylist()
             lm_docs |= {d for r in t if r["task_type"] == "lm" for d in r["doc_ids"]}
     assert lm_docs and not any(key_is_heldout(d, 0.5) for d in lm_docs)
+
+
+def test_a_plain_text_conversation_is_never_rendered_with_a_chat_template(smol_tokenizer):
+    from data_contracts import Conversation, Role, Turn
+
+    text = "Chapter 1. It was a long document, and every token of it carried the loss."
+    conv = Conversation(
+        conversation_id="c-1",
+        turns=[Turn(role=Role.TEXT, content=text, weight=1.0)],
+        source="x",
+        source_format="text",
+    )
+    fmt = ChatFormatter(system_prompt="Be brief.")  # chat format with a system prompt: neither applies
+    ids, weights = fmt.encode_turns(conv.turns)
+    assert ids.tolist() == smol_tokenizer.encode(text).ids + [fmt.hf.eos_token_id]
+    assert (weights == 1).all()
