@@ -36,10 +36,6 @@ def _env(home: str, **extra) -> dict:
     return env
 
 
-def _hashes(folder):
-    return [(s.path, s.sha256) for s in load_manifest(folder).shards]
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
