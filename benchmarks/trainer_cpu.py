@@ -11,7 +11,7 @@
   single sequences, 4K-64K tokens, tiny Llama (hidden 64, 2 layers, SmolLM2's vocabulary), activation
   checkpointing, chunked CE; plus transformers' own SDPA on packs (boundaries inferred from position
   resets with a dense [L, L] mask), the path lengthwise used before, up to 16K.
-Run: ``python benchmarks/trainer_cpu.py [--memory[=packed|single|dense]] [--throughput] [--fill]``
+Run: ``python benchmarks/trainer_cpu.py [--memory[=packed|single|dense] [--tokens=65536,...]] [--throughput] [--fill]``
 (no flag: all). Each memory series is saved as it goes (``memory_<series>`` in the JSON).
 """
 
@@ -237,13 +237,16 @@ SERIES = {  # layout, samples per pack, attention, longest run
 }
 
 
-def memory(series: str, timeout: int = 1500) -> list[dict]:
+def memory(series: str, only: set[int] | None = None, timeout: int = 1500) -> list[dict]:
+    """Peak memory rows of one series; ``only`` reruns some lengths and keeps the saved others."""
     layout, n_of, attn, top = SERIES[series]
+    saved = json.loads(OUT.read_text()).get(f"memory_{series}", []) if OUT.exists() and only else []
     rows = []
     for L in (4096, 8192, 16384, 32768, 65536):
         if L > top:
             continue
-        row = _mem_run(L, n_of(L), attn, timeout)
+        old = next((r for r in saved if r["tokens"] == L), None)
+        row = old if old is not None and L not in only else _mem_run(L, n_of(L), attn, timeout)
         row["layout"] = layout
         if rows and "peak_rss_growth_mb" in row and "peak_rss_growth_mb" in rows[-1]:
             row["ratio_vs_half"] = round(row["peak_rss_growth_mb"] / rows[-1]["peak_rss_growth_mb"], 2)
@@ -269,8 +272,9 @@ def main() -> None:
     flags = {a.split("=")[0] for a in sys.argv[1:] if a.startswith("--")} or {"--memory", "--throughput", "--fill"}
     if "--memory" in flags:
         chosen = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--memory=")] or list(SERIES)
+        only = {int(x) for a in sys.argv[1:] if a.startswith("--tokens=") for x in a[9:].split(",")} or None
         for series in chosen:
-            memory(series)
+            memory(series, only)
     if flags & {"--throughput", "--fill"}:
         with tempfile.TemporaryDirectory() as tmp:
             lengths, _ = real_lengths(Path(tmp))

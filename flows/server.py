@@ -51,6 +51,22 @@ def _owned_server_class():
     return OwnedServer
 
 
+def _drain_to(server) -> None:
+    """Send the queued run logs and events while the private server still listens.
+
+    Left queued, Prefect's exit handler retries them against the closed port: every command
+    took over a minute longer to exit, printing "Error logging to API".
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=10)
+        except Exception as e:  # noqa: BLE001  (a failed drain must not hide the command's result)
+            log.debug("draining %s before stopping %s failed: %s", worker.__name__, server.api_url, e)
+
+
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
     """Use ``PREFECT_API_URL`` when set; otherwise run a private temporary server for this block."""
@@ -73,4 +89,5 @@ def prefect_api() -> Iterator[str]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = old
+        _drain_to(server)
         server.stop()

@@ -178,6 +178,8 @@ def reference(harness) -> Path:
     out = harness.root / "reference"
     done = harness.build(out)
     assert done.returncode == 0, done.stderr[-4000:]
+    # Queued run logs are sent before the private server stops (else exit hung a minute retrying).
+    assert "Error logging to API" not in done.stderr, done.stderr[-2000:]
     harness.reference = out
     return out
 
