@@ -80,49 +80,36 @@ def _run_or_section(path, section: str, model_cls, overrides):
     return validate_raw(model_cls, apply_overrides(raw, overrides), str(path)), False
 
 
-def load_build_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> BuildConfig:
-    """A build YAML, or a run YAML's ``build`` section (with the run's ``model``)."""
+def _section(path, section: str, model_cls, overrides, example: str):
+    """A ``section`` YAML, or that section of a run YAML (returned with the run config, else None)."""
     from pipeline.errors import ConfigError
 
-    cfg, is_run = _run_or_section(path, "build", BuildConfig, overrides)
+    cfg, is_run = _run_or_section(path, section, model_cls, overrides)
     if not is_run:
-        return cfg
-    if cfg.build is None:
-        raise ConfigError(
-            ["build: this run config has no build section (add build: {sources: [...]})"], str(path)
-        )
-    return cfg.build
+        return cfg, None
+    part = getattr(cfg, section)
+    if part is None:
+        raise ConfigError([f"{section}: this run config has no {section} section (add {example})"], str(path))
+    return part, cfg
+
+
+def load_build_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> BuildConfig:
+    """A build YAML, or a run YAML's ``build`` section (with the run's ``model``)."""
+    return _section(path, "build", BuildConfig, overrides, "build: {sources: [...]}")[0]
 
 
 def load_train_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """A training YAML, or a run YAML's ``train`` section (data defaults to the build's shards)."""
-    from pipeline.errors import ConfigError
-
-    cfg, is_run = _run_or_section(path, "train", TrainConfig, overrides)
-    if not is_run:
-        return cfg
-    if cfg.train is None:
-        raise ConfigError(
-            ["train: this run config has no train section (add train: {stages: [...]})"], str(path)
-        )
-    train = cfg.train
-    if not train.data and cfg.build is not None:
-        train = train.model_copy(update={"data": str(Path(cfg.build.output_dir) / "shards")})
+    train, run = _section(path, "train", TrainConfig, overrides, "train: {stages: [...]}")
+    if run is not None and not train.data and run.build is not None:
+        train = train.model_copy(update={"data": str(Path(run.build.output_dir) / "shards")})
     return train
 
 
 def load_eval_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> EvalConfig:
     """An eval YAML, or a run YAML's ``eval`` section with the run's model, adapters and held-out data."""
-    from pipeline.errors import ConfigError
-
-    cfg, is_run = _run_or_section(path, "eval", EvalConfig, overrides)
-    if not is_run:
-        return cfg
-    if cfg.eval is None:
-        raise ConfigError(
-            ["eval: this run config has no eval section (add eval: {haystack: [...]})"], str(path)
-        )
-    return run_eval_config(cfg)
+    cfg, run = _section(path, "eval", EvalConfig, overrides, "eval: {haystack: [...]}")
+    return cfg if run is None else run_eval_config(run)
 
 
 def run_eval_config(cfg: RunConfig, adapter: str | None = None, shards: str | None = None) -> EvalConfig:

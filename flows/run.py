@@ -8,9 +8,8 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows import tasks
 from flows.build import build_dataset
-from flows.config import RunConfig
+from flows.config import RunConfig, run_eval_config
 from flows.runners import task_runner
-from pipeline.stages.split import HELDOUT_DIR
 
 
 @flow(name="train")
@@ -28,16 +27,7 @@ def train_flow(cfg: RunConfig, shards: str) -> str:
 @flow(name="evaluate")
 def eval_flow(cfg: RunConfig, adapter: str | None, shards: str) -> str:
     """Evaluate base vs adapter (and the per-stage adapters) unless the report exists."""
-    ev = cfg.eval
-    # One adapter per curriculum stage shows what each stage bought (the last one is the final adapter).
-    stages = sorted(str(p) for p in (Path(adapter).parent / "stages").glob("stage-*")) if adapter else []
-    held = Path(shards) / HELDOUT_DIR  # built when shard.heldout_fraction > 0
-    update = {
-        "adapters": ev.adapters or stages or ([adapter] if adapter else []),
-        "model": ev.model or cfg.train.model,
-        "data": ev.data or (str(held) if (held / "manifest.json").exists() else None),
-    }
-    ev = ev.model_copy(update=update)
+    ev = run_eval_config(cfg, adapter, shards)  # the same completion `lengthwise eval RUN.yaml` uses
     report = Path(ev.out) / "report.md"
     if not report.exists():
         tasks.evaluate_task(ev)

@@ -401,19 +401,7 @@ class SelfInstructSynthesizer:
         for target in sorted(self.cfg.target_lengths):
             built = self.assembler.assemble_documents(parts, question, answer, target)
             if built is not None and built.n_tokens <= target:
-                return self._record(
-                    cand,
-                    question,
-                    answer,
-                    built.context,
-                    built.segments,
-                    built.evidence,
-                    built.depth_pct,
-                    Assembly.MULTI_DOCUMENT,
-                    built.doc_ids,
-                    target,
-                    built.n_tokens,
-                )
+                return self._record_built(cand, question, answer, built, target, Assembly.MULTI_DOCUMENT)
         return self._reject(
             cand, RejectReason.TOO_LONG, "the documents' evidence fits no target", qa.model_dump_json()
         )
@@ -623,19 +611,14 @@ class SelfInstructSynthesizer:
             return self._reject(
                 cand, RejectReason.TOO_LONG, f"evidence does not fit any of {targets}", qa.model_dump_json()
             )
+        return self._record_built(cand, question, answer, built, target, built.assembly)
+
+    def _record_built(self, cand, question, answer, built, target, assembly) -> QARecord:
+        """A record from an assembled context (its text, segments, evidence, depth, documents, size)."""
         return self._record(
-            cand,
-            question,
-            answer,
-            built.context,
-            built.segments,
-            built.evidence,
-            built.depth_pct,
-            built.assembly,
-            built.doc_ids,
-            target,
-            built.n_tokens,
-        )
+            cand, question, answer, built.context, built.segments, built.evidence, built.depth_pct,
+            assembly, built.doc_ids, target, built.n_tokens,
+        )  # fmt: skip
 
     def _record(
         self, cand, question, answer, context, segments, evidence, depth, assembly, doc_ids, target, n_tokens
