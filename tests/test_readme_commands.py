@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from pipeline.validate import load_manifest
-from tests.flows.test_kill_and_deploy import _free_port
+from tests.servers import prefect_server
 from tests.synthesis.fault_server import FaultServer
 from tests.trainer.conftest import make_tiny_model
 
@@ -63,33 +63,8 @@ def lw(*args, ok: bool = True, timeout: int = 600, env: dict | None = None) -> s
 def prefect_api():
     """One real Prefect server that build, run and serve all attach to (PREFECT_API_URL), instead of
     each command starting and migrating a temporary server of its own."""
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(480):
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, "prefect server exited"
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("prefect server did not start")
+    with prefect_server(_env(), attempts=480) as api:
         yield api
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,12 @@ import httpx
 import pytest
 import yaml
 
+from tests.servers import free_port
+
 HERE = Path(__file__).resolve().parent
 LW = [sys.executable, "-m", "pipeline"]
 UMASK = 0o027
 BUILD_TIMEOUT = 600  # a bound on one build even on a loaded 2-core machine (~1 min when idle)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -8,7 +8,6 @@ adds up to what was planned, and that a rerun costs zero teacher calls.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from data_contracts import QARecord, RejectedRecord
 from pipeline.config import SynthConfig, TeacherConfig
 from pipeline.stages.load import iter_dataset
 from pipeline.stages.synth import synthesize_corpus
+from tests.servers import free_port
 
 CFG = SynthConfig(
     tasks=["extraction", "general"],
@@ -67,15 +67,9 @@ def test_local_smollm2_teacher(small_chunks, tmp_path):
     assert again.kept == result.kept and again.rejected == result.rejected
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served_smollm2(smollm2_dir):
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("transformers")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import torch
 import yaml
 
+from tests.servers import free_port
 from trainer.config import TrainConfig
 from trainer.recipe import train
 
@@ -42,16 +42,10 @@ def _cfg(tiny_model, tiny_shards, out, steps=4, dropout=0.0, **kw) -> TrainConfi
     )
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _torchrun(args: list[str], **popen) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    return subprocess.Popen([*cmd, "--master-port", str(_port()), *args], env=env, **popen)
+    return subprocess.Popen([*cmd, "--master-port", str(free_port()), *args], env=env, **popen)
 
 
 def _train_2proc(cfg: TrainConfig, tmp: Path, launcher: str = "torchrun") -> None:
@@ -69,7 +63,7 @@ def _train_2proc(cfg: TrainConfig, tmp: Path, launcher: str = "torchrun") -> Non
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
         cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
         proc = subprocess.Popen(
-            [*cmd, "--main_process_port", str(_port()), "-m", "trainer", str(path)], env=env, **pipe
+            [*cmd, "--main_process_port", str(free_port()), "-m", "trainer", str(path)], env=env, **pipe
         )
     else:
         proc = _torchrun(["-m", "trainer", str(path)], **pipe)
