@@ -38,7 +38,7 @@ class _Active:
 
 
 _ACTIVE: _Active | None = None
-_SINGLE = [forward_for("sdpa")]  # attention outside a pass; set by register()
+_SINGLE = forward_for("sdpa")  # attention outside a pass; set by register()
 
 
 def _all_to_all(x: torch.Tensor, scatter_dim: int, gather_dim: int, group, size: int) -> torch.Tensor:
@@ -59,9 +59,7 @@ def ulysses_attention(module, query, key, value, attention_mask=None, scaling=No
     """
     state = _ACTIVE
     if state is None:
-        return _SINGLE[0](
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-        )
+        return _SINGLE(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     n, group = state.size, state.group
     if key.shape[1] % n:  # fewer KV heads than ranks: give every rank its own copy of the groups it needs
         rep = query.shape[1] // key.shape[1]
@@ -96,7 +94,8 @@ def register(backend: str = "sdpa") -> str:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    _SINGLE[0] = forward_for(backend)
+    global _SINGLE
+    _SINGLE = forward_for(backend)
     AttentionInterface.register(NAME, ulysses_attention)
     AttentionMaskInterface.register(NAME, ulysses_mask)
     return NAME
