@@ -259,3 +259,28 @@ def test_a_plain_text_conversation_is_never_rendered_with_a_chat_template(smol_t
     ids, weights = fmt.encode_turns(conv.turns)
     assert ids.tolist() == smol_tokenizer.encode(text).ids + [fmt.hf.eos_token_id]
     assert (weights == 1).all()
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen2"])
+def test_lm_records_follow_a_non_smollm2_tokenizer(family, sample_corpus, tmp_path):
+    """Windows are counted, cut and rendered with the student's own tokenizer (not SmolLM2's)."""
+    from data_contracts import Role, Turn
+    from pipeline.stages.lm import LMWindower
+    from tests.model_families import build_tokenizer
+
+    texts = [p.read_text()[:50_000] for p in sorted(sample_corpus.glob("*"))[:4]]
+    tok = build_tokenizer(family, texts)
+    tok.save_pretrained(tmp_path / family)
+    text = (sample_corpus / "license-MPL-2.0.txt").read_text()[:6000]
+    doc = SourceDocument.from_text(text, "mpl.txt", "txt")
+    windower = LMWindower([128, 512], LMConfig(share=0.3), str(tmp_path / family))
+    recs = windower.records(doc)
+    assert recs and {r.window for r in recs} == {128, 512}
+    fmt = ChatFormatter(str(tmp_path / family))
+    for r in recs:
+        assert text[r.char_start : r.char_end] == r.text
+        ids = tok(r.text, add_special_tokens=False)["input_ids"]
+        assert len(ids) == r.token_count <= r.window - 1
+        encoded, weights = fmt.encode_turns([Turn(role=Role.TEXT, content=r.text, weight=1.0)])
+        assert encoded.tolist() == ids + [tok.eos_token_id] and (weights == 1).all()
+    assert any(r.ends_document for r in recs)
