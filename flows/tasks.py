@@ -31,19 +31,28 @@ STOP = threading.Event()  # set when the flow is terminated: waiting batches giv
 _NO_RESULTS = {"persist_result": False, "cache_policy": NO_CACHE}
 
 
-class _SlotTimeoutFilter(logging.Filter):
-    """Prefect logs every timed-out slot request as an ERROR; here a timeout is a poll, not a failure."""
+class _SlotPollFilter(logging.Filter):
+    """Prefect logs every refused slot request as an ERROR; here a refusal is a poll, not a failure.
+
+    The refusal still reaches the caller as an exception, so nothing is hidden from the build.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        return not ("ConcurrencySlotAcquisition" in msg and "TimeoutError" in msg)
+        return not ("ConcurrencySlotAcquisition" in msg and "failed to process item" in msg)
 
 
-logging.getLogger("prefect._internal.concurrency").addFilter(_SlotTimeoutFilter())
+logging.getLogger("prefect._internal.concurrency").addFilter(_SlotPollFilter())
 
 
 class Stopped(RuntimeError):
     """The flow was terminated while this task waited."""
+
+
+def _locked(exc: BaseException) -> bool:
+    """True when Prefect refused a slot because the limit is full (HTTP 423), not for other errors."""
+    cause = exc.__cause__
+    return getattr(getattr(cause, "response", None), "status_code", None) == 423
 
 
 @contextlib.contextmanager
@@ -51,8 +60,13 @@ def teacher_slot(limit: str, batch: str, log: logging.Logger | logging.LoggerAda
     """Hold one slot of this run's teacher limit; the wait is logged and ends on a stop.
 
     The limit belongs to one flow run (see ``flows.build``): slots of a killed run are never
-    waited for by the next one. Slots are leased, so a slot of a dead worker process expires.
+    waited for by the next one. Each poll is one request that is never cancelled mid-flight:
+    Prefect's own ``timeout_seconds`` cancels the request, and when the server had already granted
+    the slot it leaks. The private server does not run Prefect's lease reaper, so a leaked slot of
+    a one-slot limit blocked the build for good (seen on a loaded CI machine).
     """
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+
     waited, logged = 0.0, 0.0
     with contextlib.ExitStack() as stack:
         while True:
@@ -60,14 +74,20 @@ def teacher_slot(limit: str, batch: str, log: logging.Logger | logging.LoggerAda
                 raise Stopped(f"{batch}: build terminated while waiting for a teacher slot")
             try:
                 stack.enter_context(
-                    concurrency(limit, occupy=1, timeout_seconds=SLOT_POLL_S, lease_duration=60, strict=True)
-                )
+                    concurrency(
+                        limit, occupy=1, max_retries=0, lease_duration=60, strict=True,
+                        raise_on_lease_renewal_failure=False,  # a missed renewal must not kill the batch
+                    )
+                )  # fmt: skip
                 break
-            except TimeoutError:
-                waited += SLOT_POLL_S
-                if waited - logged >= SLOT_LOG_EVERY_S or not logged:
-                    log.info("%s: waiting %.0f s for a teacher slot (%s)", batch, waited, limit)
-                    logged = waited or SLOT_POLL_S
+            except ConcurrencySlotAcquisitionError as exc:
+                if not _locked(exc):
+                    raise
+            STOP.wait(SLOT_POLL_S)
+            waited += SLOT_POLL_S
+            if waited - logged >= SLOT_LOG_EVERY_S or not logged:
+                log.info("%s: waiting %.0f s for a teacher slot (%s)", batch, waited, limit)
+                logged = waited
         if waited:
             log.info("%s: got a teacher slot after %.0f s", batch, waited)
         yield

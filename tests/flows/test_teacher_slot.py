@@ -74,3 +74,41 @@ def test_each_build_run_gets_its_own_limit_and_removes_it(build_sources, tmp_pat
     with get_client(sync_client=True) as client:
         names = {lim.name for lim in client.read_global_concurrency_limits(limit=200)}
     assert not any(n.startswith("lengthwise-teacher-") for n in names), names
+
+
+def test_a_slow_grant_is_held_and_released_not_leaked(monkeypatch):
+    """A grant that arrives after the poll interval is used and released, never abandoned.
+
+    Prefect's ``timeout_seconds`` cancelled the request after the server had granted the slot:
+    the slot leaked, and the private server (no lease reaper) kept it taken for good. On a loaded
+    CI machine a one-slot build then waited ten minutes for its own slot.
+    """
+    import asyncio
+
+    from prefect.client.orchestration import PrefectClient, get_client
+
+    from flows import tasks
+
+    monkeypatch.setattr(tasks, "SLOT_POLL_S", 0.5)
+    real = PrefectClient.increment_concurrency_slots_with_lease
+
+    async def slow_reply(self, *args, **kwargs):  # the server commits, the reply comes late
+        response = await real(self, *args, **kwargs)
+        await asyncio.sleep(3 * tasks.SLOT_POLL_S)
+        return response
+
+    monkeypatch.setattr(PrefectClient, "increment_concurrency_slots_with_lease", slow_reply)
+    name = "test-slot-slow-grant"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    log = logging.getLogger("test-teacher-slot")
+    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(RuntimeError("a leaked slot blocks")))
+    signal.alarm(60)
+    try:
+        for _ in range(2):  # a leaked first slot would block the second for good
+            with tasks.teacher_slot(name, "batch-slow", log):
+                pass
+    finally:
+        signal.alarm(0)
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
