@@ -29,6 +29,8 @@ def _whole(b) -> tuple:
 # a sequence-parallel rank needs 110-125 MiB, one process 200-230 MiB. 160 sits between with room.
 BUDGET_MIB = int(os.environ.get("SP_CHECK_BUDGET_MIB", "160"))
 SAMPLES = [int(x) for x in os.environ.get("SP_CHECK_SAMPLES", "8000,8000,8000").split(",")]
+PRECISION = os.environ.get("SP_CHECK_PRECISION", "fp32")  # the trainer's precision setting
+MEMORY = os.environ.get("SP_CHECK_MEMORY", "1") == "1"  # run the memory-capped comparison too
 
 
 def _vm_data() -> int:
@@ -90,7 +92,7 @@ def main(model_dir: str, out: str) -> None:
     cfg = TrainConfig(
         model=model_dir,
         data="unused",
-        precision="fp32",
+        precision=PRECISION,
         lora={"r": 4, "alpha": 8, "dropout": 0.0},
         parallel={"sequence": 2},
         stages=[{"max_length": 512, "steps": 1}],
@@ -104,10 +106,11 @@ def main(model_dir: str, out: str) -> None:
     par = parallel.wrap(model, cfg, world, contextlib.nullcontext)
     rng = np.random.default_rng(1)
     samples = []
+    vocab = min(900, model.config.vocab_size - 1)
     for n in (70, 133, 41):  # 244 tokens: the split falls inside the second sample
         w = np.zeros(n, np.float32)
         w[n // 2 :] = 1.0
-        samples.append((rng.integers(3, 900, n), w))
+        samples.append((rng.integers(3, vocab, n), w))
 
     def masked(k):
         return [(i, w if j == k else np.zeros_like(w)) for j, (i, w) in enumerate(samples)]
@@ -137,7 +140,10 @@ def main(model_dir: str, out: str) -> None:
     result["grad_max_abs_diff"] = float((single - sp).abs().max())
     result["grad_max_abs"] = float(single.abs().max())
     result["grad_params"] = len(params)
-    result.update(_memory_capped(par, inner, rng))
+    result["base_dtype"] = str(next(p.dtype for p in model.parameters() if not p.requires_grad))
+    result["model_type"] = model.config.model_type if hasattr(model, "config") else "?"
+    if MEMORY:
+        result.update(_memory_capped(par, inner, rng))
     if world.main:
         with open(out, "w") as f:
             json.dump(result, f)

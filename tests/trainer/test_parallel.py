@@ -42,8 +42,8 @@ def _cfg(tiny_model, tiny_shards, out, steps=4, dropout=0.0, **kw) -> TrainConfi
     )
 
 
-def _torchrun(args: list[str], **popen) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+def _torchrun(args: list[str], extra_env: dict | None = None, **popen) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd(), **(extra_env or {})}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     return subprocess.Popen([*cmd, "--master-port", str(free_port()), *args], env=env, **popen)
 
@@ -162,6 +162,25 @@ def test_sequence_parallel_per_sample_losses_and_grads_equal_one_process(tiny_mo
     assert r["pack_tokens"] == 24_000 and r["budget_mib"] == 160
     assert r["capped_single"] == "out of memory"
     assert r["capped_sp"] == "ok" and r["capped_sp_grads"]
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama3"])
+def test_sequence_parallel_matches_one_process_on_other_families_in_bf16(family, sample_corpus, tmp_path):
+    """Ulysses on a Qwen2 (bias, tied embeddings) and a Llama-3 (llama3 RoPE) model, bf16 weights."""
+    from tests.model_families import build_family
+
+    texts = [p.read_text()[:30_000] for p in sorted(sample_corpus.glob("*"))]
+    model = build_family(family, tmp_path / family, texts, "bfloat16")
+    out = tmp_path / "sp.json"
+    extra = {"SP_CHECK_PRECISION": "bf16", "SP_CHECK_MEMORY": "0"}
+    proc = _torchrun([str(HERE / "sp_check.py"), str(model), str(out)], extra_env=extra)
+    assert proc.wait(timeout=600) == 0
+    r = json.loads(out.read_text())
+    assert r["model_type"] == {"llama3": "llama"}.get(family, family) and r["base_dtype"] == "torch.bfloat16"
+    assert r["grad_params"] == 16
+    for single, sp in zip(r["losses_single"], r["losses_sp"], strict=True):
+        assert sp == pytest.approx(single, rel=1e-4)  # measured: equal (attention math runs in fp32)
+    assert r["grad_max_abs_diff"] <= 1e-3 * r["grad_max_abs"]  # measured: 3e-7 of the largest
 
 
 def test_sequence_degree_must_divide_the_processes(tiny_model, tiny_shards, tmp_path):
