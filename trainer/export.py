@@ -10,12 +10,14 @@ model card says which config change the base needs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,18 +204,24 @@ def check_mergeable(model, dtype) -> None:
             )
 
 
-def _prepare_out(out: Path) -> Path:
-    """A fresh staging folder beside ``out``; ``out`` may only be replaced if it is an earlier export."""
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A staging folder beside ``out`` that replaces it only when the block succeeds.
+
+    ``out`` may only be replaced if it is an earlier export; a failed export leaves it untouched.
+    """
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise ExportError(f"{out} exists and is not a lengthwise export; choose another --out or delete it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def export_merged(
@@ -248,8 +256,7 @@ def export_merged(
     check_mergeable(merged, target)
     merged = merged.to(target)
     merged.config.use_cache = True
-    tmp = _prepare_out(out)
-    try:
+    with _staged(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
         _add_legacy_rope_keys(tmp / "config.json")
         tok = AutoTokenizer.from_pretrained(folder)
@@ -260,10 +267,6 @@ def export_merged(
         info["rope_parameters"] = getattr(merged.config, "rope_parameters", None)
         (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
         write_model_card(tmp, src, name, info)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -294,8 +297,7 @@ def export_adapter(src: ExportSource, out: str | Path, base: str | None = None) 
             f"{src.adapter}: its base model {name} is not a folder here, so the exported adapter would name "
             "a model nobody can load; pass --base with the base's folder or hub ID"
         )
-    tmp = _prepare_out(out)
-    try:
+    with _staged(out) as tmp:
         for f in src.adapter.iterdir():
             if f.is_file() and f.name != "README.md":
                 shutil.copy2(f, tmp / f.name)
@@ -311,10 +313,6 @@ def export_adapter(src: ExportSource, out: str | Path, base: str | None = None) 
         info["rope_parameters"] = rope
         (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
         write_model_card(tmp, src, name, info)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
