@@ -19,6 +19,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 
+from pipeline.errors import InputError
 from pipeline.stages import build as stages
 from trainer.evaluation.api import evaluate
 from trainer.launch import train
@@ -93,7 +94,18 @@ def teacher_slot(limit: str, batch: str, log: logging.Logger | logging.LoggerAda
         yield
 
 
-ingest = task(stages.ingest, name="ingest", retries=1, **_NO_RESULTS)
+def _transient(task, task_run, state) -> bool:
+    """Retry reading sources after a transient failure (a hub hiccup), never after a config mistake."""
+    try:
+        state.result()
+    except InputError:
+        return False
+    except Exception:  # noqa: BLE001  (anything else may pass on a second try)
+        return True
+    return True
+
+
+ingest = task(stages.ingest, name="ingest", retries=1, retry_condition_fn=_transient, **_NO_RESULTS)
 sweep = task(stages.remove_stale_tmp, name="sweep", **_NO_RESULTS)
 chunk = task(stages.chunk_batch, name="chunk", **_NO_RESULTS)
 lm = task(stages.lm_batch, name="lm", **_NO_RESULTS)

@@ -25,6 +25,7 @@ from pipeline.config import (
     SynthConfig,
     TeacherConfig,
 )
+from pipeline.errors import InputError
 from pipeline.io.chat_readers import dataset_open_error
 from pipeline.io.readers import InputProblem, read_documents, read_hf_dataset
 from pipeline.stages.chunk import chunk_corpus, reject_for
@@ -155,10 +156,22 @@ def _iter_sources(sources: list[Source]) -> Iterator[SourceDocument | InputProbl
             yield InputProblem(name, dataset_open_error(name, exc))
 
 
+def _nothing_to_build(sources: list[Source], problems: list[InputProblem]) -> InputError:
+    """Every source failed: an empty dataset would only hide the mistake (a scheduled build exits 0)."""
+    why = "; ".join(f"{p.source}: {p.reason}" for p in problems[:5]) or "they hold no readable document"
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    names = ", ".join(f"sources[{i}] ({s.dataset or s.path})" for i, s in enumerate(sources))
+    return InputError(
+        f"no document could be read from {names}: {why}{more}. Fix the source paths (or dataset IDs) in the "
+        "config; one bad source among good ones is skipped and listed, but with none left there is nothing to build"
+    )
+
+
 def ingest(sources: list[Source], out_dir: str | Path, docs_per_batch: int) -> list[str]:
     """Read every source into batches of documents (``docs/batch-XXXXX.arrow``); return their paths.
 
-    Bad inputs are listed in ``docs/rejects.arrow`` and ``docs/skipped.json`` and skipped.
+    Bad inputs are listed in ``docs/rejects.arrow`` and ``docs/skipped.json`` and skipped; when no
+    document at all is left (and no chat source), :class:`InputError` names every source and why.
     """
     out = Path(out_dir) / "docs"
     out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +182,8 @@ def ingest(sources: list[Source], out_dir: str | Path, docs_per_batch: int) -> l
         elif item.doc_id not in seen:
             seen.add(item.doc_id)
             docs.append(item)
+    if not docs and not any(s.kind == "chat" for s in sources):
+        raise _nothing_to_build(sources, problems)
     docs.sort(key=lambda d: d.doc_id)  # batches do not depend on listing order
     paths = []
     for i in range(0, len(docs), docs_per_batch):

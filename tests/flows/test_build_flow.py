@@ -70,3 +70,28 @@ def test_config_with_several_mistakes_is_one_error(tmp_path):
     for where in ("sources.0.pth", "chunker.method", "chunker.max_tokens", "runner.kind"):
         assert where in msg, msg
     assert "did you mean 'path'?" in msg
+
+
+def test_sources_with_no_document_fail_the_build_once_naming_them(tmp_path, monkeypatch):
+    """Every source mistyped: the build stops with one error naming them (no empty dataset, exit 0) and
+    does not retry a config mistake. One bad source among good ones is skipped instead (test_chat_import)."""
+    from flows.build import build_dataset
+    from pipeline.errors import InputError
+    from pipeline.stages import build as stages
+
+    reads: list[str] = []
+    real = stages.read_documents
+    monkeypatch.setattr(
+        stages, "read_documents", lambda paths, **kw: (reads.append(str(paths[0])), real(paths, **kw))[1]
+    )
+    (tmp_path / "empty").mkdir()
+    raw = build_cfg(tmp_path / "typo", tmp_path / "b")
+    raw["sources"].append({"path": str(tmp_path / "empty")})
+    state = build_dataset(BuildConfig.model_validate(raw), return_state=True)
+    assert state.is_failed()
+    exc = state.result(raise_on_failure=False)
+    assert isinstance(exc, InputError)
+    msg = str(exc)
+    assert "sources[0]" in msg and "sources[1]" in msg and "typo: no such file or folder" in msg, msg
+    assert "Fix the source paths" in msg
+    assert reads == [str(tmp_path / "typo"), str(tmp_path / "empty")], reads  # read once: no retry
