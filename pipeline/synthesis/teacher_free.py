@@ -7,13 +7,17 @@
 
 Lengths are measured in the *student's* tokens with its chat template, prompt and answer included;
 the haystack is cut at a token boundary so each example lands within a few tokens of its target.
-Evidence depths are spread evenly over ``depth_bins`` bins.
+Evidence depths are spread evenly over ``depth_bins`` bins, and land where they are asked for: the
+depth of a record is measured in tokens over the whole context (intro and needles included), and
+the insertion point is corrected until it is within ``DEPTH_TOLERANCE`` of the requested depth.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -21,8 +25,10 @@ from data_contracts import Assembly, QARecord, SourceDocument, TaskType, content
 from pipeline.chat import ChatFormatter
 from pipeline.synthesis.context import ContextBuilder
 
-PROMPT_VERSION = "teacher-free-v1"
+PROMPT_VERSION = "teacher-free-v2"  # v2: depths aimed in tokens (the records differ from v1's)
 TOLERANCE = 16  # tokens: how far below the target an example may land
+DEPTH_TOLERANCE = 0.02  # how far (fraction of the context) the gold evidence may land from its depth
+_ATTEMPTS = 8  # fills tried to meet the length, then the depth
 
 _ADJ = "amber brave calm dusty eager fuzzy gentle hollow icy jolly keen lucky mellow noble odd proud quiet rusty shy tidy".split()
 _NOUN = "anchor badger cactus dragon engine falcon garden harbor island jacket kettle lantern meadow needle orchard parrot quarry river saddle tunnel".split()
@@ -157,7 +163,9 @@ class TeacherFreeGenerator:
                         content_hash(seed, task.value, length, i, self.haystack.fingerprint), 16
                     ) % (2**31)
                     rng = random.Random(example_seed)
-                    depth = (bins[i % len(bins)] + rng.random()) / self.depth_bins
+                    # Anywhere in the bin but its edges: a depth met within the tolerance stays in its bin.
+                    spread = max(0.0, 1.0 - 2 * DEPTH_TOLERANCE * self.depth_bins)
+                    depth = (bins[i % len(bins)] + 0.5 + (rng.random() - 0.5) * spread) / self.depth_bins
                     yield self.make(task, length, depth, rng, example_seed)
 
     def make(self, task: TaskType, length: int, depth: float, rng: random.Random, seed: int) -> QARecord:
@@ -183,17 +191,29 @@ class TeacherFreeGenerator:
             raise ValueError(
                 f"target length {length} is too short for {task.value} (needs > {overhead + 16})"
             )
-        for _ in range(6):
-            ctx = self._fill(spec, budget, depth, rng)
+        aim, best = depth, None
+        hay_seed = rng.random()  # one haystack for every attempt: a depth correction keeps the length
+        for _ in range(_ATTEMPTS):
+            ctx = self._fill(spec, budget, aim, rng, hay_seed)
             n = self.fmt.count_example(ctx.text, spec.question, spec.answer)
-            if length - TOLERANCE <= n <= length:
+            if not length - TOLERANCE <= n <= length:
+                budget += length - n - (TOLERANCE // 2 if n < length - TOLERANCE else 0)
+                continue
+            got = self._depth(ctx.text, self._gold(spec, ctx).context_start)
+            if best is None or abs(got - depth) < abs(best[2] - depth):
+                best = (ctx, n, got)
+            if abs(got - depth) <= DEPTH_TOLERANCE:
                 break
-            budget += length - n - (TOLERANCE // 2 if n < length - TOLERANCE else 0)
+            # Intro and needles shift the gold in tokens; move the insertion point by the miss.
+            aim = min(1.0, max(0.0, aim + depth - got))
+        ctx, n, _ = best or (ctx, n, None)
         return self._record(task, ctx, spec, length, n, depth, seed)
 
-    def _fill(self, spec: Task, budget: int, depth: float, rng: random.Random) -> ContextBuilder:
+    def _fill(
+        self, spec: Task, budget: int, depth: float, rng: random.Random, hay_seed: float
+    ) -> ContextBuilder:
         """Haystack of ``budget`` tokens (cut at a token boundary), needles inserted at depths."""
-        hay = self.haystack.build(int(budget * self.chars_per_token * 1.5) + 200, random.Random(rng.random()))
+        hay = self.haystack.build(int(budget * self.chars_per_token * 1.5) + 200, random.Random(hay_seed))
         text = hay.text
         enc = self.fmt.hf.backend_tokenizer.encode(text, add_special_tokens=False)
         cut = enc.offsets[min(budget, len(enc.offsets)) - 1][1] if len(enc.offsets) >= budget else len(text)
@@ -229,11 +249,10 @@ class TeacherFreeGenerator:
         others = [rng.random() for _ in range(n - 1)]
         return others[: spec.gold] + [depth] + others[spec.gold :]
 
-    def _record(
-        self, task: TaskType, ctx: ContextBuilder, spec: Task, length: int, n: int, depth: float, seed: int
-    ) -> QARecord:
-        text = ctx.text
-        evidence = [
+    @staticmethod
+    def _evidence(ctx: ContextBuilder) -> list:
+        """The evidence spans, each trimmed of the whitespace the insertion padded it with."""
+        return [
             e.model_copy(
                 update={
                     "quote": e.quote.strip(),
@@ -243,10 +262,27 @@ class TeacherFreeGenerator:
             )
             for e in ctx.evidence_spans()
         ]
-        gold_ev = (
+
+    def _gold(self, spec: Task, ctx: ContextBuilder, evidence: list | None = None):
+        """The evidence whose depth is recorded: the first link of a chain, else the queried needle."""
+        evidence = evidence if evidence is not None else self._evidence(ctx)
+        return (
             evidence[0] if spec.distractors or spec.ordered else evidence[min(spec.gold, len(evidence) - 1)]
         )
-        depth_pct = 100.0 * self.fmt.count(text[: gold_ev.context_start]) / max(1, self.fmt.count(text))
+
+    def _depth(self, text: str, start: int) -> float:
+        """Where ``start`` lies in ``text``, as the fraction of its tokens that end before it."""
+        ends = [
+            end for _, end in self.fmt.hf.backend_tokenizer.encode(text, add_special_tokens=False).offsets
+        ]
+        return bisect.bisect_right(ends, start) / max(1, len(ends))
+
+    def _record(
+        self, task: TaskType, ctx: ContextBuilder, spec: Task, length: int, n: int, depth: float, seed: int
+    ) -> QARecord:
+        text = ctx.text
+        evidence = self._evidence(ctx)
+        depth_pct = 100.0 * self._depth(text, self._gold(spec, ctx, evidence).context_start)
         return QARecord(
             qa_id=make_id("qa", PROMPT_VERSION, task.value, seed, length),
             task_type=task,
@@ -285,7 +321,20 @@ class TeacherFreeGenerator:
                 break
             step = (length - n) // per_pair
             n_pairs = max(2, n_pairs + (step if step else (1 if n < length else -1)))
+        nearest = self._nearest_pair(ctx.text, depth)
+        if nearest != gold:  # the same pairs, another one asked for: the length barely moves
+            ctx, spec = self._kv_context(pairs[:n_pairs], nearest, question_of)
+            n = self.fmt.count_example(ctx.text, spec.question, spec.answer)
         return self._record(TaskType.KV_RETRIEVAL, ctx, spec, length, n, depth, seed)
+
+    def _nearest_pair(self, text: str, depth: float) -> int:
+        """The pair whose line starts nearest ``depth``, measured in tokens of the whole object."""
+        ends = [
+            end for _, end in self.fmt.hf.backend_tokenizer.encode(text, add_special_tokens=False).offsets
+        ]
+        starts = [m.end() - 1 for m in re.finditer(r'\n  "', text)]
+        depths = [bisect.bisect_right(ends, at) / max(1, len(ends)) for at in starts]
+        return min(range(len(starts)), key=lambda k: abs(depths[k] - depth))
 
     @staticmethod
     def _kv_context(items: list[tuple[str, str]], gold: int, question_of: str) -> tuple[ContextBuilder, Task]:
