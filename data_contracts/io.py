@@ -5,8 +5,10 @@ Shards use the IPC *stream* format: ``datasets.Dataset.from_file`` memory-maps i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -52,6 +54,28 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(out: str | Path) -> Iterator[Path]:
+    """A staging folder beside ``out`` that replaces ``out`` when the block succeeds.
+
+    When the block raises, the staging folder is removed and ``out`` is left as it was. The folder
+    gets the permissions a plain ``mkdir`` would give (``0777 & ~umask``), not ``mkdtemp``'s 0700,
+    so a group the umask allows can read what is published.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        tmp.chmod(0o777 & ~current_umask())
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

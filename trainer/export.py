@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_contracts.io import atomic_folder
 from pipeline.errors import PipelineError
 from trainer.card import write_model_card
 from trainer.model import ROPE_FILE
@@ -206,22 +205,11 @@ def check_mergeable(model, dtype) -> None:
 
 @contextlib.contextmanager
 def _staged(out: Path) -> Iterator[Path]:
-    """A staging folder beside ``out`` that replaces it only when the block succeeds.
-
-    ``out`` may only be replaced if it is an earlier export; a failed export leaves it untouched.
-    """
+    """``atomic_folder(out)``, refusing an ``out`` that holds something other than an earlier export."""
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise ExportError(f"{out} exists and is not a lengthwise export; choose another --out or delete it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_folder(out) as tmp:
         yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def export_merged(

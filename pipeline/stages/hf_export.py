@@ -9,9 +9,6 @@ and ``position_ids`` (0..n-1 per row, for padding-free packing). Written as Parq
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from data_contracts.io import atomic_folder
 from pipeline.errors import InputError
 from pipeline.stages.split import HELDOUT_DIR
 
@@ -141,10 +139,8 @@ def export_shards(
         raise InputError(f"{root}: no manifest.json; give a folder written by `lengthwise shard`")
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise InputError(f"{out} exists and is not a lengthwise export; choose another --out or delete it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     result = ShardExport(out)
-    try:
+    with atomic_folder(out) as tmp:
         splits = {"train": _write_split(root, "train", tmp, min_length, max_length, result)}
         if (root / HELDOUT_DIR / "manifest.json").exists():
             splits["test"] = _write_split(root / HELDOUT_DIR, "test", tmp, min_length, max_length, result)
@@ -153,10 +149,4 @@ def export_shards(
             raise InputError(f"{root}: no shards with buckets in ({min_length}, {max_length}]")
         (tmp / "README.md").write_text(_readme(splits, root))
         (tmp / MARKER).write_text(json.dumps({"source": str(root.resolve()), "rows": result.rows}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return result

@@ -98,3 +98,22 @@ def test_trl_sft_step_on_a_packed_row_matches_lengthwise_token_loss(exported, ti
     assert len(trainer.train_dataset) == 1  # one packed row
     theirs = trainer.train().training_loss
     assert theirs == pytest.approx(ours, rel=1e-5), (theirs, ours)
+
+
+def test_exports_follow_the_umask_and_a_failed_export_leaves_the_old_one(tiny_shards, tmp_path):
+    """Staged in a temporary folder (mkdtemp makes it 0700), published with the umask's permissions."""
+    import os
+    import stat
+
+    out = tmp_path / "hf"
+    old = os.umask(0o027)
+    try:
+        export_shards(tiny_shards, out)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(Exception, match="no shards with buckets"):
+        export_shards(tiny_shards, out, min_length=10**9)
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["hf"]  # no staging folder left behind
