@@ -323,8 +323,10 @@ class TeacherFreeGenerator:
             n_pairs = max(2, n_pairs + (step if step else (1 if n < length else -1)))
         nearest = self._nearest_pair(ctx.text, depth)
         if nearest != gold:  # the same pairs, another one asked for: the length barely moves
-            ctx, spec = self._kv_context(pairs[:n_pairs], nearest, question_of)
-            n = self.fmt.count_example(ctx.text, spec.question, spec.answer)
+            moved, moved_spec = self._kv_context(pairs[:n_pairs], nearest, question_of)
+            moved_n = self.fmt.count_example(moved.text, moved_spec.question, moved_spec.answer)
+            if moved_n <= length:  # another key may cost a token more: never past the target
+                ctx, spec, n = moved, moved_spec, moved_n
         return self._record(TaskType.KV_RETRIEVAL, ctx, spec, length, n, depth, seed)
 
     def _nearest_pair(self, text: str, depth: float) -> int:
