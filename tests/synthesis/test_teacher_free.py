@@ -89,3 +89,22 @@ def test_haystack_is_real_corpus_text(generator):
     doc = next(d for d in generator.haystack.docs if d.doc_id == seg.doc_id)
     piece = rec.context[seg.context_start : seg.context_start + (seg.doc_end - seg.doc_start)]
     assert piece == doc.text[seg.doc_start : seg.doc_end] and len(piece) > 100
+
+
+@pytest.mark.parametrize("family", ["llama3", "qwen2"])
+def test_depths_and_lengths_follow_a_non_smollm2_tokenizer(family, sample_corpus, tmp_path):
+    """Lengths and depth bins are counted with the student's own tokenizer and template, not SmolLM2's."""
+    from pipeline.chat import ChatFormatter
+    from tests.model_families import build_tokenizer
+
+    build_tokenizer(
+        family, [p.read_text()[:50_000] for p in sorted(sample_corpus.glob("*"))[:4]]
+    ).save_pretrained(tmp_path / family)
+    fmt = ChatFormatter(str(tmp_path / family))
+    gen = TeacherFreeGenerator(list(read_documents([sample_corpus])), fmt)
+    for task in TASKS:
+        recs = list(gen.generate([task], [2048], per_cell=10, seed=2))
+        assert sorted(min(9, int(r.evidence_depth_pct // 10)) for r in recs) == list(range(10)), task
+        for r in recs:
+            assert fmt.count_example(r.context, r.question, r.answer) == r.n_tokens <= 2048
+            assert _answer_is_right(r), task
