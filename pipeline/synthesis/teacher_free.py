@@ -270,11 +270,15 @@ class TeacherFreeGenerator:
             evidence[0] if spec.distractors or spec.ordered else evidence[min(spec.gold, len(evidence) - 1)]
         )
 
-    def _depth(self, text: str, start: int) -> float:
-        """Where ``start`` lies in ``text``, as the fraction of its tokens that end before it."""
-        ends = [
+    def _token_ends(self, text: str) -> list[int]:
+        """The character end of every token of ``text`` (the student's tokenizer, no specials)."""
+        return [
             end for _, end in self.fmt.hf.backend_tokenizer.encode(text, add_special_tokens=False).offsets
         ]
+
+    def _depth(self, text: str, start: int, ends: list[int] | None = None) -> float:
+        """Where ``start`` lies in ``text``, as the fraction of its tokens that end before it."""
+        ends = self._token_ends(text) if ends is None else ends
         return bisect.bisect_right(ends, start) / max(1, len(ends))
 
     def _record(
@@ -331,12 +335,9 @@ class TeacherFreeGenerator:
 
     def _nearest_pair(self, text: str, depth: float) -> int:
         """The pair whose line starts nearest ``depth``, measured in tokens of the whole object."""
-        ends = [
-            end for _, end in self.fmt.hf.backend_tokenizer.encode(text, add_special_tokens=False).offsets
-        ]
+        ends = self._token_ends(text)
         starts = [m.end() - 1 for m in re.finditer(r'\n  "', text)]
-        depths = [bisect.bisect_right(ends, at) / max(1, len(ends)) for at in starts]
-        return min(range(len(starts)), key=lambda k: abs(depths[k] - depth))
+        return min(range(len(starts)), key=lambda k: abs(self._depth(text, starts[k], ends) - depth))
 
     @staticmethod
     def _kv_context(items: list[tuple[str, str]], gold: int, question_of: str) -> tuple[ContextBuilder, Task]:
